@@ -19,7 +19,9 @@ type Command struct {
 	Line string
 	// Stdin, when non-nil, is copied to the process's standard input and the
 	// input is closed when it reaches EOF. When nil the process gets an
-	// empty, closed standard input.
+	// empty, closed standard input. Exec does not wait for Stdin to reach
+	// EOF once the process has exited: a caller whose reader can block
+	// (an io.Pipe) must unblock it after Exec returns.
 	Stdin io.Reader
 	// Stdout and Stderr receive the process's output as it arrives. Either
 	// may be nil to discard the stream.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every test muster has, against real parts: OpenSSH sshd (started by
+# the tests themselves on random ports), sudo, and the local machine.
+# Installs what is missing from Debian's packages when run as root.
+#
+#   scripts/test.sh            everything (what CI runs)
+#   FUZZTIME=30s scripts/test.sh   longer fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for p in openssh-server openssh-client sudo tar; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "==> installing ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  mkdir -p /run/sshd && chmod 755 /run/sshd
+fi
+# The ssh tests must really run here: a missing sshd is a failure, not a skip.
+export MUSTER_TEST_REQUIRE_SSHD=1
+export CGO_ENABLED=${CGO_ENABLED:-1} # -race needs cgo; the shipped binary is built with CGO_ENABLED=0
+
+echo "==> gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then echo "gofmt would change: $bad" >&2; exit 1; fi
+
+echo "==> go vet"
+go vet ./...
+
+echo "==> staticcheck"
+if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+PATH="$PATH:$(go env GOPATH)/bin" staticcheck ./...
+
+echo "==> layering"
+go run ./scripts/layering
+
+echo "==> static binary"
+CGO_ENABLED=0 go build -o /tmp/muster-test-build ./cmd/muster
+if ldd /tmp/muster-test-build >/dev/null 2>&1; then echo "muster binary is not static" >&2; exit 1; fi
+rm -f /tmp/muster-test-build
+
+echo "==> go test -race (concurrent packages)"
+go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local
+
+echo "==> go test (everything)"
+go test -count=1 ./...
+
+echo "==> fuzz (${FUZZTIME:=10s} each)"
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+    echo "--- $pkg $f"
+    go test -run='^$' -fuzz="^${f}\$" -fuzztime="$FUZZTIME" "$pkg"
+  done
+done
+echo "==> all tests passed"
