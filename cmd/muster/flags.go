@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// globalFlags hold every flag value of one invocation.
+type globalFlags struct {
+	project       string
+	inventoryFile string
+	format        string
+	verbose       bool
+
+	targets     []string
+	concurrency int
+	timeout     time.Duration
+	stream      bool
+
+	runAs              string
+	sudoPasswordPrompt bool
+	envVars            []string
+	tmpdir             string
+
+	user           string
+	port           int
+	privateKey     string
+	passwordPrompt bool
+	hostKeyCheck   bool
+	connectTimeout int
+	transport      string
+}
+
+func (f *globalFlags) registerGlobal(root *cobra.Command) {
+	p := root.PersistentFlags()
+	p.StringVar(&f.project, "project", "", "project directory (default: $MUSTER_PROJECT, or the nearest directory upwards with muster-project.yaml or bolt-project.yaml, or the current directory)")
+	p.StringVarP(&f.inventoryFile, "inventoryfile", "i", "", "inventory file (default: inventory.yaml in the project directory)")
+	p.StringVar(&f.format, "format", "human", "output format: human or json (Bolt's JSON shape)")
+	p.BoolVarP(&f.verbose, "verbose", "v", false, "show more: 'Started on' lines, warnings about unknown keys")
+}
+
+// registerRun adds the flags of actions that touch targets.
+func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
+	fl := c.Flags()
+	fl.StringArrayVarP(&f.targets, "targets", "t", nil, "targets to act on: groups, names, aliases, globs or URIs, comma-separated; repeatable; @file reads them from a file")
+	fl.IntVarP(&f.concurrency, "concurrency", "c", 100, "most targets acted on at once (a sliding window)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "limit for each target's action, e.g. 30s or 5m (default: none)")
+	fl.BoolVar(&f.stream, "stream", false, "print output live, each line prefixed with its target's name")
+	fl.StringVar(&f.runAs, "run-as", "", "run as this user through sudo (skipped when it is the login user)")
+	fl.BoolVar(&f.sudoPasswordPrompt, "sudo-password-prompt", false, "ask for the sudo password on the terminal (or set MUSTER_SUDO_PASSWORD)")
+	fl.StringVar(&f.tmpdir, "tmpdir", "", "directory on the target for temporary files (default /tmp)")
+	fl.StringVarP(&f.user, "user", "u", "", "SSH login user, where the inventory sets none")
+	fl.IntVar(&f.port, "port", 0, "SSH port, where the inventory sets none")
+	fl.StringVar(&f.privateKey, "private-key", "", "SSH private key file, where the inventory sets none")
+	fl.BoolVar(&f.passwordPrompt, "password-prompt", false, "ask for the SSH password on the terminal (or set MUSTER_PASSWORD)")
+	fl.BoolVar(&f.hostKeyCheck, "host-key-check", true, "check host keys against known_hosts; --host-key-check=false skips the check")
+	fl.IntVar(&f.connectTimeout, "connect-timeout", 0, "seconds to wait for a connection (default 10)")
+	fl.StringVar(&f.transport, "transport", "", "transport for targets that name none: ssh (default) or local")
+	if envVars {
+		fl.StringArrayVar(&f.envVars, "env-var", nil, "environment variable K=V for the command; repeatable")
+	}
+}
+
+// defaults turns connection flags into the lowest-precedence inventory
+// config, as Bolt does: inventory config and target URIs override them.
+func (f *globalFlags) defaults(c *cobra.Command) (map[string]any, error) {
+	ssh := map[string]any{}
+	cfg := map[string]any{}
+	set := func(name string) bool { return c.Flags().Changed(name) }
+	if f.user != "" {
+		ssh["user"] = f.user
+	}
+	if f.port != 0 {
+		if f.port < 1 || f.port > 65535 {
+			return nil, usagef("--port %d is out of range 1-65535", f.port)
+		}
+		ssh["port"] = f.port
+	}
+	if f.privateKey != "" {
+		if _, err := os.Stat(f.privateKey); err != nil {
+			return nil, usagef("--private-key: %v", err)
+		}
+		ssh["private-key"] = f.privateKey
+	}
+	if set("host-key-check") {
+		ssh["host-key-check"] = f.hostKeyCheck
+	}
+	if f.connectTimeout < 0 {
+		return nil, usagef("--connect-timeout must be positive, got %d", f.connectTimeout)
+	}
+	if f.connectTimeout > 0 {
+		ssh["connect-timeout"] = f.connectTimeout
+	}
+	if f.passwordPrompt || os.Getenv("MUSTER_PASSWORD") != "" {
+		pw, err := secret("MUSTER_PASSWORD", "SSH password: ", f.passwordPrompt)
+		if err != nil {
+			return nil, err
+		}
+		ssh["password"] = pw
+	}
+	switch f.transport {
+	case "", "ssh", "local":
+		if f.transport != "" {
+			cfg["transport"] = f.transport
+		}
+	default:
+		return nil, usagef("--transport %q: use ssh or local", f.transport)
+	}
+	if len(ssh) > 0 {
+		cfg["ssh"] = ssh
+	}
+	return cfg, nil
+}
+
+// env parses --env-var K=V flags.
+func (f *globalFlags) env() (map[string]string, error) {
+	if len(f.envVars) == 0 {
+		return nil, nil
+	}
+	env := make(map[string]string, len(f.envVars))
+	for _, kv := range f.envVars {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--env-var %q: want NAME=VALUE", kv)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// sudoPassword returns the sudo password from the prompt or the environment.
+func (f *globalFlags) sudoPassword() (string, error) {
+	if !f.sudoPasswordPrompt && os.Getenv("MUSTER_SUDO_PASSWORD") == "" {
+		return "", nil
+	}
+	return secret("MUSTER_SUDO_PASSWORD", "sudo password: ", f.sudoPasswordPrompt)
+}
+
+// secret reads a secret from the terminal without echo when prompt is set,
+// else from the named environment variable.
+func secret(envName, label string, prompt bool) (string, error) {
+	if !prompt {
+		return os.Getenv(envName), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return "", usagef("cannot prompt for %s: standard input is not a terminal (set %s instead)", strings.TrimSuffix(label, ": "), envName)
+	}
+	fmt.Fprint(os.Stderr, label)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", strings.TrimSuffix(label, ": "), err)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/target"
+)
+
+// secretKeys are config keys whose values are never printed.
+var secretKeys = map[string]bool{"password": true, "sudo-password": true, "key-data": true}
+
+func (a *app) inventoryCommand() *cobra.Command {
+	var detail bool
+	show := &cobra.Command{
+		Use:   "show [-t TARGETS] [--detail]",
+		Short: "Show the targets a spec resolves to",
+		Long: `Resolve -t (default: all) against the inventory and print the targets, in
+the same order an action would use. --detail prints each target's merged
+config, vars, facts, features and groups after Bolt's merge rules.
+Passwords and inline keys are shown as "[redacted]".`,
+		Example: `  muster inventory show
+  muster inventory show -t 'web*,db1' --detail
+  muster inventory show -t all --format json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := a.checkFormat(); err != nil {
+				return err
+			}
+			inv, err := a.loadInventory(c)
+			if err != nil {
+				return err
+			}
+			specs := a.flags.targets
+			if len(specs) == 0 {
+				specs = []string{"all"}
+			}
+			targets, err := target.Resolve(inv, specs)
+			if err != nil {
+				return usageError{err}
+			}
+			var known, adhoc []*muster.Target
+			for _, t := range targets {
+				if _, ok := inv.Target(t.Name); ok {
+					known = append(known, t)
+				} else {
+					adhoc = append(adhoc, t)
+				}
+			}
+			if a.flags.format == "json" {
+				return a.inventoryJSON(inv.File(), known, adhoc, targets, detail)
+			}
+			return a.inventoryHuman(inv.File(), known, adhoc, targets, detail)
+		},
+	}
+	show.Flags().StringArrayVarP(&a.flags.targets, "targets", "t", nil, "targets to show (default all)")
+	show.Flags().BoolVar(&detail, "detail", false, "show merged config, vars, facts, features and groups")
+	return group("inventory", "Inspect the inventory", show)
+}
+
+func names(ts []*muster.Target) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func detailOf(t *muster.Target) map[string]any {
+	alias := t.Alias
+	if alias == nil {
+		alias = []string{}
+	}
+	return map[string]any{
+		"name": t.Name, "uri": t.URI, "alias": alias,
+		"config": redact(t.Config), "vars": nonNil(t.Vars), "facts": nonNil(t.Facts),
+		"features": t.SortedFeatures(), "groups": t.Groups,
+	}
+}
+
+func nonNil(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// redact copies a config map with every secret value replaced.
+func redact(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		switch {
+		case secretKeys[k]:
+			out[k] = "[redacted]"
+		default:
+			if sub, ok := v.(map[string]any); ok {
+				out[k] = redact(sub)
+			} else {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+func (a *app) inventoryJSON(file string, known, adhoc, all []*muster.Target, detail bool) error {
+	var doc any
+	if detail {
+		ds := make([]any, len(all))
+		for i, t := range all {
+			ds[i] = detailOf(t)
+		}
+		doc = map[string]any{"targets": ds, "count": len(all)}
+	} else {
+		doc = map[string]any{
+			"inventory": map[string]any{"targets": names(known), "count": len(known), "file": file},
+			"adhoc":     map[string]any{"targets": names(adhoc), "count": len(adhoc)},
+			"targets":   names(all), "count": len(all),
+		}
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(a.stdout, string(b))
+	return err
+}
+
+func (a *app) inventoryHuman(file string, known, adhoc, all []*muster.Target, detail bool) error {
+	var b strings.Builder
+	if detail {
+		for _, t := range all {
+			d, _ := json.MarshalIndent(detailOf(t), "  ", "  ")
+			fmt.Fprintf(&b, "%s\n  %s\n", t.Name, d)
+		}
+	} else {
+		if len(known) > 0 {
+			b.WriteString("Targets\n")
+			for _, t := range known {
+				fmt.Fprintf(&b, "  %s\n", t.Name)
+			}
+		}
+		if len(adhoc) > 0 {
+			b.WriteString("Ad-hoc targets (not in the inventory)\n")
+			for _, t := range adhoc {
+				fmt.Fprintf(&b, "  %s\n", t.Name)
+			}
+		}
+	}
+	src := file
+	if src == "" {
+		src = "none (ad-hoc targets only)"
+	}
+	fmt.Fprintf(&b, "\nInventory source: %s\n%d %s\n", src, len(all), map[bool]string{true: "target", false: "targets"}[len(all) == 1])
+	_, err := fmt.Fprint(a.stdout, b.String())
+	return err
+}

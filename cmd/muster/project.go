@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/inventory"
+	"github.com/muster-run/muster/internal/target"
+)
+
+// projectMarkers name the files that make a directory a project.
+var projectMarkers = []string{"muster-project.yaml", "bolt-project.yaml"}
+
+// projectDir finds the project directory: --project, $MUSTER_PROJECT, the
+// nearest directory upwards holding a project file, else the current one.
+func (a *app) projectDir() (string, error) {
+	if a.flags.project != "" {
+		return checkDir("--project", a.flags.project)
+	}
+	if p := os.Getenv("MUSTER_PROJECT"); p != "" {
+		return checkDir("MUSTER_PROJECT", p)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := cwd; ; dir = filepath.Dir(dir) {
+		for _, m := range projectMarkers {
+			if _, err := os.Stat(filepath.Join(dir, m)); err == nil {
+				return dir, nil
+			}
+		}
+		if filepath.Dir(dir) == dir {
+			return cwd, nil
+		}
+	}
+}
+
+func checkDir(from, p string) (string, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", usagef("%s: %v", from, err)
+	}
+	if !fi.IsDir() {
+		return "", usagef("%s: %s is not a directory", from, p)
+	}
+	return filepath.Abs(p)
+}
+
+// loadInventory reads --inventoryfile, or inventory.yaml in the project
+// directory. A missing default file means ad-hoc targets only, as in Bolt;
+// a missing file named with -i is an error.
+func (a *app) loadInventory(c *cobra.Command) (*inventory.Inventory, error) {
+	defaults := map[string]any{}
+	if c.Flags().Lookup("targets") != nil {
+		d, err := a.flags.defaults(c)
+		if err != nil {
+			return nil, err
+		}
+		defaults = d
+	}
+	opts := inventory.Options{Defaults: defaults}
+	if a.flags.verbose {
+		opts.Warnf = func(format string, args ...any) { fmt.Fprintf(a.stderr, "Warning: "+format+"\n", args...) }
+	}
+	path := a.flags.inventoryFile
+	if path == "" {
+		dir, err := a.projectDir()
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(dir, "inventory.yaml")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return inventory.Empty(opts), nil
+		}
+	}
+	inv, err := inventory.Load(path, opts)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return inv, nil
+}
+
+// resolveTargets loads the inventory and resolves -t.
+func (a *app) resolveTargets(c *cobra.Command) (*inventory.Inventory, []*muster.Target, error) {
+	if len(a.flags.targets) == 0 {
+		return nil, nil, usagef("'%s' needs targets: add -t with a group, name, glob or URI (for example -t all or -t localhost)", c.CommandPath())
+	}
+	inv, err := a.loadInventory(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, err := target.Resolve(inv, a.flags.targets)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	if len(targets) == 0 {
+		return nil, nil, usagef("no targets match %q", a.flags.targets)
+	}
+	return inv, targets, nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/executor"
+	"github.com/muster-run/muster/internal/local"
+	"github.com/muster-run/muster/internal/output"
+	"github.com/muster-run/muster/internal/ssh"
+)
+
+// actionFunc performs one action on one target with the run's runner.
+type actionFunc func(ctx context.Context, r *action.Runner, t *muster.Target, opts action.Options) *muster.Result
+
+// runAction resolves the targets, fans fn out over them and prints the
+// results. It returns errFailedRun when any target failed.
+func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) error {
+	if err := a.checkFormat(); err != nil {
+		return err
+	}
+	if a.flags.concurrency < 1 {
+		return usagef("--concurrency must be at least 1, got %d", a.flags.concurrency)
+	}
+	if a.flags.timeout < 0 {
+		return usagef("--timeout must be positive, got %s", a.flags.timeout)
+	}
+	env, err := a.flags.env()
+	if err != nil {
+		return err
+	}
+	_, targets, err := a.resolveTargets(c)
+	if err != nil {
+		return err
+	}
+	sudoPW, err := a.flags.sudoPassword()
+	if err != nil {
+		return err
+	}
+
+	sshTransport := ssh.New(ssh.Options{})
+	defer sshTransport.Close()
+	runner := &action.Runner{Transports: map[string]muster.Transport{"ssh": sshTransport, "local": local.New()}}
+	opts := action.Options{Env: env, RunAs: a.flags.runAs, SudoPassword: sudoPW, TmpDir: a.flags.tmpdir}
+
+	printer, stream := a.printer(len(targets))
+	if stream != nil {
+		opts.Stream = stream.Writers
+	}
+	start := time.Now()
+	results := executor.Run(c.Context(), targets, executor.Options{
+		Concurrency: a.flags.concurrency,
+		Timeout:     a.flags.timeout,
+		Started:     printer.Started,
+		Finished:    printer.Result,
+	}, name, object, func(ctx context.Context, t *muster.Target) *muster.Result {
+		return fn(ctx, runner, t, opts)
+	})
+	if err := printer.Finish(results, time.Since(start), a.interrupted.Load()); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if !r.OK() {
+			return errFailedRun
+		}
+	}
+	return nil
+}
+
+func (a *app) checkFormat() error {
+	switch a.flags.format {
+	case "human", "json":
+		return nil
+	}
+	return usagef("--format %q: use human or json", a.flags.format)
+}
+
+// printer picks the output for this run: JSON, or human text with colour
+// and a progress bar only on a terminal (and colour never with NO_COLOR).
+func (a *app) printer(total int) (output.Printer, *output.Stream) {
+	if a.flags.format == "json" {
+		var stream *output.Stream
+		if a.flags.stream {
+			stream = output.NewStream(a.stderr, nil)
+		}
+		return output.NewJSON(a.stdout), stream
+	}
+	outTTY := isTerminal(a.stdout)
+	color := outTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	var bar *output.ProgressBar
+	if outTTY && isTerminal(a.stderr) && total > 1 {
+		bar = output.NewProgressBar(a.stderr, total, color)
+	}
+	ho := output.HumanOptions{Color: color, Verbose: a.flags.verbose, Streamed: a.flags.stream}
+	var stream *output.Stream
+	if bar != nil {
+		ho.Bar = bar
+		if a.flags.stream {
+			stream = output.NewStream(a.stdout, bar.Clear)
+		}
+	} else if a.flags.stream {
+		stream = output.NewStream(a.stdout, nil)
+	}
+	return output.NewHuman(a.stdout, ho), stream
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,328 @@
+package inventory
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+
+	"github.com/muster-run/muster"
+)
+
+// mdata is target or group data on its way through Bolt's data_merge.
+type mdata struct {
+	name, uri string
+	aliases   []string
+	config    map[string]any
+	facts     map[string]any
+	vars      map[string]any
+	features  []string
+	groups    []string
+}
+
+// dataMerge is Bolt's Group#data_merge: d2 wins over d1, except for name and
+// uri where d1 wins; aliases, features and groups are collected.
+func dataMerge(d1, d2 *mdata) *mdata {
+	if d1 == nil {
+		return d2
+	}
+	if d2 == nil {
+		return d1
+	}
+	out := &mdata{
+		name:     first(d1.name, d2.name),
+		uri:      first(d1.uri, d2.uri),
+		aliases:  append(append([]string(nil), d1.aliases...), d2.aliases...),
+		config:   deepMerge(d1.config, d2.config),
+		facts:    deepMerge(d1.facts, d2.facts),
+		vars:     shallowMerge(d1.vars, d2.vars),
+		features: union(d1.features, d2.features),
+		groups:   append(append([]string(nil), d2.groups...), d1.groups...),
+	}
+	return out
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// deepMerge returns a fresh map: b over a, merging nested maps.
+func deepMerge(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	for k, v := range a {
+		out[k] = clone(v)
+	}
+	for k, v := range b {
+		am, aok := out[k].(map[string]any)
+		bm, bok := v.(map[string]any)
+		if aok && bok {
+			out[k] = deepMerge(am, bm)
+		} else {
+			out[k] = clone(v)
+		}
+	}
+	return out
+}
+
+// shallowMerge returns a fresh map: b's top-level keys replace a's.
+func shallowMerge(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	for k, v := range a {
+		out[k] = clone(v)
+	}
+	for k, v := range b {
+		out[k] = clone(v)
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clone deep-copies maps and slices produced by the YAML walker or Defaults.
+func clone(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = clone(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = clone(e)
+		}
+		return out
+	case []string:
+		return append([]string(nil), x...)
+	}
+	return v
+}
+
+func cloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return clone(m).(map[string]any)
+}
+
+// CloneTarget returns a deep copy of t.
+func CloneTarget(t *muster.Target) *muster.Target {
+	c := *t
+	c.Alias = append([]string(nil), t.Alias...)
+	c.Config = cloneMap(t.Config)
+	c.Vars = cloneMap(t.Vars)
+	c.Facts = cloneMap(t.Facts)
+	c.Features = append([]string{}, t.Features...)
+	c.Groups = append([]string(nil), t.Groups...)
+	return &c
+}
+
+// groupNode is a group after string targets are resolved.
+type groupNode struct {
+	def    *groupDef
+	local  map[string][]*entry // target key -> definitions in this group, file order
+	groups []*groupNode
+}
+
+func (g *groupNode) own() *mdata {
+	d := g.def.data
+	return &mdata{
+		config: cloneMap(d.config), facts: cloneMap(d.facts), vars: cloneMap(d.vars),
+		features: append([]string(nil), d.features...), groups: []string{g.def.name},
+	}
+}
+
+// targetData merges the group's own definitions of key; earlier ones win.
+func (g *groupNode) targetData(key string) *mdata {
+	var acc *mdata
+	for _, e := range g.local[key] {
+		d := &mdata{
+			name: e.name, uri: e.uri,
+			config: cloneMap(e.data.config), facts: cloneMap(e.data.facts), vars: cloneMap(e.data.vars),
+			features: append([]string(nil), e.data.features...),
+		}
+		for _, a := range e.aliases {
+			d.aliases = append(d.aliases, a.name)
+		}
+		acc = dataMerge(d, acc)
+	}
+	return acc
+}
+
+// targetCollect is Bolt's Group#target_collect: target-level data from every
+// definition; children override the parent, earlier siblings win.
+func (g *groupNode) targetCollect(key string) *mdata {
+	var child *mdata
+	for _, c := range g.groups {
+		child = dataMerge(c.targetCollect(key), child)
+	}
+	return dataMerge(g.targetData(key), child)
+}
+
+// groupCollect is Bolt's Group#group_collect: group-level data of every
+// group containing key; same winner rule. Nil when no group contains key.
+func (g *groupNode) groupCollect(key string) *mdata {
+	var child *mdata
+	for _, c := range g.groups {
+		child = dataMerge(c.groupCollect(key), child)
+	}
+	if child == nil && len(g.local[key]) == 0 {
+		return nil
+	}
+	return dataMerge(g.own(), child)
+}
+
+// members appends the keys of every target in g and its subgroups to set.
+func (g *groupNode) members(set map[string]bool) {
+	for k := range g.local {
+		set[k] = true
+	}
+	for _, c := range g.groups {
+		c.members(set)
+	}
+}
+
+// build turns merged data into a muster.Target, applying the Bolt rules:
+// Defaults → localhost defaults → groups → target → URI components.
+func (inv *Inventory) build(td, gd *mdata) (*muster.Target, error) {
+	if gd == nil {
+		gd = &mdata{}
+	}
+	name := td.name
+	var u *URI
+	if td.uri != "" {
+		var err error
+		if u, err = ParseURI(td.uri); err != nil {
+			return nil, fmt.Errorf("target %q: %v", Redact(td.uri), err)
+		}
+		if name == "" {
+			name = u.Safe
+		}
+	}
+	if why := badName(name); why != "" {
+		return nil, fmt.Errorf("invalid target name %q: %s", Redact(name), why)
+	}
+	features := gd.features
+	groupConfig := gd.config
+	if name == "localhost" {
+		groupConfig = deepMerge(map[string]any{"transport": "local"}, groupConfig)
+		features = union(features, []string{"puppet-agent"})
+	}
+	config := deepMerge(inv.opts.Defaults, deepMerge(groupConfig, td.config))
+	t := &muster.Target{
+		Name:     name,
+		Alias:    union(nil, td.aliases),
+		Config:   config,
+		Vars:     shallowMerge(gd.vars, td.vars),
+		Facts:    deepMerge(gd.facts, td.facts),
+		Features: union(features, td.features),
+		Groups:   append([]string(nil), gd.groups...),
+	}
+	if u != nil {
+		t.URI = u.Safe
+		t.Transport = u.Scheme
+	}
+	if t.Transport == "" {
+		switch tr := config["transport"].(type) {
+		case nil:
+			t.Transport = "ssh"
+		case string:
+			t.Transport = tr
+		default:
+			return nil, fmt.Errorf("target %q: config.transport must be a string", name)
+		}
+	}
+	if !transports[t.Transport] {
+		return nil, fmt.Errorf("target %q: unknown transport %q", name, t.Transport)
+	}
+	sect, _ := config[t.Transport].(map[string]any)
+	if u != nil && (u.User != "" || u.HasPassword || u.Port != 0) {
+		if sect == nil {
+			sect = map[string]any{}
+		}
+		if u.User != "" {
+			sect["user"] = u.User
+		}
+		if u.HasPassword {
+			sect["password"] = u.Password
+		}
+		if u.Port != 0 {
+			sect["port"] = u.Port
+		}
+		config[t.Transport] = sect
+	}
+	if s, ok := sect["host"].(string); ok {
+		t.Host = s
+	}
+	if u != nil && u.Host != "" {
+		t.Host = u.Host
+	} else if t.Host == "" && u == nil {
+		t.Host = name
+	}
+	if s, ok := sect["user"].(string); ok {
+		t.User = s
+	}
+	if p, ok := sect["port"]; ok && p != nil {
+		port, ok := toPort(p)
+		if !ok {
+			return nil, fmt.Errorf("target %q: config.%s.port must be an integer from 1 to 65535", name, t.Transport)
+		}
+		t.Port = port
+	}
+	if t.Transport == "ssh" || t.Transport == "local" {
+		t.Features = union(t.Features, []string{"shell"})
+	}
+	sort.Strings(t.Features)
+	if t.Features == nil {
+		t.Features = []string{}
+	}
+	return t, nil
+}
+
+func toPort(v any) (int, bool) {
+	var n int64
+	switch x := v.(type) {
+	case int:
+		n = int64(x)
+	case int64:
+		n = x
+	case int32:
+		n = int64(x)
+	case uint64:
+		if x > math.MaxInt32 {
+			return 0, false
+		}
+		n = int64(x)
+	case float64:
+		if x != math.Trunc(x) || x > 65535 {
+			return 0, false
+		}
+		n = int64(x)
+	case string:
+		i, err := strconv.Atoi(x)
+		if err != nil {
+			return 0, false
+		}
+		n = int64(i)
+	default:
+		return 0, false
+	}
+	if n < 1 || n > 65535 {
+		return 0, false
+	}
+	return int(n), true
+}

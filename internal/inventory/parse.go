@@ -1,0 +1,422 @@
+package inventory
+
+import (
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+)
+
+// data is the config/facts/vars/features block of a group or target entry.
+type data struct {
+	config   map[string]any
+	facts    map[string]any
+	vars     map[string]any
+	features []string
+}
+
+// groupDef is one group as written in the file.
+type groupDef struct {
+	name    string
+	line    int
+	data    data
+	entries []*entry
+	groups  []*groupDef
+}
+
+// entry is one item of a group's targets list.
+type entry struct {
+	line    int
+	col     int
+	str     string // set for the string form
+	name    string
+	uri     string
+	hasURI  bool
+	aliases []aliasDef
+	data    data
+	key     string // the target it refers to, set during resolution
+	ref     bool   // a string naming a target (or alias) defined elsewhere
+}
+
+type aliasDef struct {
+	name string
+	line int
+}
+
+// maxValueNodes bounds YAML alias expansion in data values.
+const maxValueNodes = 100_000
+
+type parser struct {
+	file  string
+	warnf func(format string, args ...any)
+	nodes int
+}
+
+// kv is one mapping entry.
+type kv struct {
+	key   string
+	kline int
+	val   *yaml.Node
+}
+
+func (p *parser) errf(line int, format string, args ...any) error {
+	return &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!str":
+			return "a string"
+		case "!!int":
+			return "an integer"
+		case "!!bool":
+			return "a boolean"
+		case "!!float":
+			return "a number"
+		case "!!null":
+			return "null"
+		}
+		return "a scalar"
+	}
+	return "an alias"
+}
+
+// pairs returns the entries of mapping n, rejecting non-scalar and duplicate keys.
+func (p *parser) pairs(n *yaml.Node, ctx string) ([]kv, error) {
+	var out []kv
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := deref(n.Content[i])
+		if k == nil || k.Kind != yaml.ScalarNode {
+			return nil, p.errf(n.Content[i].Line, "%skeys must be strings", ctx)
+		}
+		if first, dup := seen[k.Value]; dup {
+			return nil, p.errf(k.Line, "%sduplicate key %q (first at line %d)", ctx, k.Value, first)
+		}
+		seen[k.Value] = k.Line
+		out = append(out, kv{key: k.Value, kline: k.Line, val: deref(n.Content[i+1])})
+	}
+	return out, nil
+}
+
+// str returns a string scalar.
+func (p *parser) str(n *yaml.Node, ctx, what string) (string, error) {
+	if n == nil || n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		return "", p.errf(line(n), "%s%s must be a string, not %s", ctx, what, kindName(n))
+	}
+	return n.Value, nil
+}
+
+func line(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	return n.Line
+}
+
+// dataKey parses one of config, facts, vars, features, plugin_hooks into d.
+func (p *parser) dataKey(d *data, e kv, ctx string) error {
+	var err error
+	switch e.key {
+	case "config":
+		if err = p.checkConfig(e.val, ctx); err != nil {
+			return err
+		}
+		d.config, err = p.mapping(e.val, ctx, "config")
+	case "facts":
+		d.facts, err = p.mapping(e.val, ctx, "facts")
+	case "vars":
+		d.vars, err = p.mapping(e.val, ctx, "vars")
+	case "plugin_hooks":
+		_, err = p.mapping(e.val, ctx, "plugin_hooks")
+	case "features":
+		d.features, err = p.features(e.val, ctx)
+	}
+	return err
+}
+
+func (p *parser) features(n *yaml.Node, ctx string) ([]string, error) {
+	if isNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n.Line, "%sfeatures must be a list, not %s", ctx, kindName(n))
+	}
+	var out []string
+	for _, c := range n.Content {
+		s, err := p.str(deref(c), ctx, "each feature")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// root parses the whole document as the implicit group "all".
+func (p *parser) root(doc *yaml.Node) (*groupDef, error) {
+	g := &groupDef{name: "all", line: 1}
+	n := doc
+	if n != nil && n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return g, nil
+		}
+		n = n.Content[0]
+	}
+	n = deref(n)
+	if isNull(n) {
+		return g, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, p.errf(n.Line, "inventory must be a mapping, not %s", kindName(n))
+	}
+	pairs, err := p.pairs(n, "")
+	if err != nil {
+		return nil, err
+	}
+	var rest []kv
+	for _, e := range pairs {
+		switch e.key {
+		case "version":
+			var v int
+			if e.val.Kind != yaml.ScalarNode || e.val.Tag != "!!int" || e.val.Decode(&v) != nil || v != 2 {
+				return nil, p.errf(e.val.Line, "unsupported inventory version %q: only version 2 is supported", e.val.Value)
+			}
+		case "name":
+			if p.warnf != nil {
+				p.warnf("%s:%d: the top-level \"name\" key is ignored", p.file, e.kline)
+			}
+		default:
+			rest = append(rest, e)
+		}
+	}
+	return g, p.body(g, rest, "")
+}
+
+// body parses the keys of a group (or of the top level, with ctx "").
+func (p *parser) body(g *groupDef, pairs []kv, ctx string) error {
+	for _, e := range pairs {
+		switch e.key {
+		case "config", "facts", "vars", "features", "plugin_hooks":
+			if err := p.dataKey(&g.data, e, ctx); err != nil {
+				return err
+			}
+		case "targets":
+			if err := p.targets(g, e.val, ctx); err != nil {
+				return err
+			}
+		case "groups":
+			if err := p.groups(g, e.val, ctx); err != nil {
+				return err
+			}
+		case "name":
+		case "nodes":
+			return p.errf(e.kline, "%sunknown key \"nodes\" (this looks like a version 1 inventory; rename \"nodes\" to \"targets\")", ctx)
+		default:
+			return p.errf(e.kline, "%sunknown key %q", ctx, e.key)
+		}
+	}
+	return nil
+}
+
+func (p *parser) groups(parent *groupDef, n *yaml.Node, ctx string) error {
+	if isNull(n) {
+		return nil
+	}
+	if err := p.noPlugin(n, ctx, "groups"); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errf(n.Line, "%sgroups must be a list, not %s", ctx, kindName(n))
+	}
+	for _, c := range n.Content {
+		c = deref(c)
+		if c == nil || c.Kind != yaml.MappingNode {
+			return p.errf(line(c), "%seach group must be a mapping, not %s", ctx, kindName(c))
+		}
+		if err := p.noPlugin(c, ctx, "group"); err != nil {
+			return err
+		}
+		pairs, err := p.pairs(c, ctx)
+		if err != nil {
+			return err
+		}
+		g := &groupDef{line: c.Line}
+		for _, e := range pairs {
+			if e.key == "name" {
+				if g.name, err = p.str(e.val, ctx, "group name"); err != nil {
+					return err
+				}
+				if why := badName(g.name); why != "" {
+					return p.errf(e.val.Line, "%sinvalid group name %q: %s", ctx, g.name, why)
+				}
+				g.line = e.val.Line
+			}
+		}
+		if g.name == "" {
+			return p.errf(c.Line, "%sgroup has no name", ctx)
+		}
+		if err := p.body(g, pairs, fmt.Sprintf("group %q: ", g.name)); err != nil {
+			return err
+		}
+		parent.groups = append(parent.groups, g)
+	}
+	return nil
+}
+
+func (p *parser) targets(g *groupDef, n *yaml.Node, ctx string) error {
+	if isNull(n) {
+		return nil
+	}
+	if err := p.noPlugin(n, ctx, "targets"); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errf(n.Line, "%stargets must be a list, not %s", ctx, kindName(n))
+	}
+	for _, c := range n.Content {
+		c = deref(c)
+		switch {
+		case c != nil && c.Kind == yaml.ScalarNode && c.Tag == "!!str":
+			if c.Value == "" {
+				return p.errf(c.Line, "%starget is an empty string", ctx)
+			}
+			if _, err := ParseURI(c.Value); err != nil {
+				return p.errf(c.Line, "%starget %q: %v", ctx, Redact(c.Value), err)
+			}
+			g.entries = append(g.entries, &entry{line: c.Line, col: c.Column, str: c.Value})
+		case c != nil && c.Kind == yaml.MappingNode:
+			if err := p.noPlugin(c, ctx, "target"); err != nil {
+				return err
+			}
+			e, err := p.target(c, ctx)
+			if err != nil {
+				return err
+			}
+			g.entries = append(g.entries, e)
+		default:
+			return p.errf(line(c), "%seach target must be a string or a mapping, not %s", ctx, kindName(c))
+		}
+	}
+	return nil
+}
+
+func (p *parser) target(n *yaml.Node, ctx string) (*entry, error) {
+	pairs, err := p.pairs(n, ctx)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{line: n.Line, col: n.Column}
+	for _, f := range pairs {
+		switch f.key {
+		case "name":
+			if e.name, err = p.str(f.val, ctx, "target name"); err != nil {
+				return nil, err
+			}
+			if why := badName(e.name); why != "" {
+				return nil, p.errf(f.val.Line, "%sinvalid target name %q: %s", ctx, Redact(e.name), why)
+			}
+		case "uri":
+			if e.uri, err = p.str(f.val, ctx, "target uri"); err != nil {
+				return nil, err
+			}
+			if _, err := ParseURI(e.uri); err != nil {
+				return nil, p.errf(f.val.Line, "%starget uri %q: %v", ctx, Redact(e.uri), err)
+			}
+			e.hasURI = true
+		}
+	}
+	if e.name == "" && !e.hasURI {
+		return nil, p.errf(n.Line, "%starget needs a name or a uri", ctx)
+	}
+	ctx = fmt.Sprintf("%starget %q: ", ctx, e.display())
+	for _, f := range pairs {
+		switch f.key {
+		case "name", "uri":
+		case "alias":
+			if e.aliases, err = p.aliases(f.val, ctx); err != nil {
+				return nil, err
+			}
+		case "config", "facts", "vars", "features", "plugin_hooks":
+			if err := p.dataKey(&e.data, f, ctx); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, p.errf(f.kline, "%sunknown key %q", ctx, f.key)
+		}
+	}
+	return e, nil
+}
+
+func (p *parser) aliases(n *yaml.Node, ctx string) ([]aliasDef, error) {
+	if isNull(n) {
+		return nil, nil
+	}
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	var out []aliasDef
+	for _, c := range items {
+		c = deref(c)
+		s, err := p.str(c, ctx, "alias")
+		if err != nil {
+			return nil, p.errf(line(c), "%salias must be a string or a list of strings, not %s", ctx, kindName(c))
+		}
+		if why := badName(s); why != "" {
+			return nil, p.errf(c.Line, "%sinvalid alias %q: %s", ctx, s, why)
+		}
+		out = append(out, aliasDef{name: s, line: c.Line})
+	}
+	return out, nil
+}
+
+// display is the entry's name for messages: never with a password.
+func (e *entry) display() string {
+	if e.name != "" {
+		return e.name
+	}
+	uri := e.uri
+	if e.str != "" {
+		uri = e.str
+	}
+	if u, err := ParseURI(uri); err == nil {
+		return u.Safe
+	}
+	return Redact(uri)
+}
+
+// badName explains why s is not a valid target, group or alias name, or
+// returns "".
+func badName(s string) string {
+	if s == "" {
+		return "empty"
+	}
+	for _, r := range s {
+		switch {
+		case r > 0x7e:
+			return "must be ASCII"
+		case r <= ' ' || r == 0x7f:
+			return "must not contain whitespace or control characters"
+		case r == ',':
+			return "must not contain commas"
+		}
+	}
+	return ""
+}

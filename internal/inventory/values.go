@@ -1,0 +1,192 @@
+package inventory
+
+import (
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// value converts a YAML node to plain Go values (map[string]any, []any, scalars).
+func (p *parser) value(n *yaml.Node, depth int) (any, error) {
+	p.nodes++
+	if p.nodes > maxValueNodes || depth > 1000 {
+		return nil, p.errf(line(n), "value is too large or too deeply nested")
+	}
+	n = deref(n)
+	if n == nil || n.Kind == yaml.AliasNode {
+		return nil, p.errf(line(n), "unresolvable YAML alias")
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!str":
+			return n.Value, nil
+		case "!!null":
+			return nil, nil
+		case "!!bool":
+			if b, err := strconv.ParseBool(n.Value); err == nil {
+				return b, nil
+			}
+		case "!!int":
+			if i, err := strconv.Atoi(n.Value); err == nil {
+				return i, nil
+			}
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, p.errf(n.Line, "invalid %s value", strings.TrimPrefix(n.Tag, "!!"))
+		}
+		return v, nil
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := p.value(c, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.MappingNode:
+		return p.mapValue(n, depth)
+	}
+	return nil, p.errf(n.Line, "unsupported YAML node")
+}
+
+func (p *parser) mapValue(n *yaml.Node, depth int) (map[string]any, error) {
+	out := map[string]any{}
+	var merges []*yaml.Node
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := deref(n.Content[i])
+		if k == nil || k.Kind != yaml.ScalarNode {
+			return nil, p.errf(n.Content[i].Line, "mapping keys must be strings")
+		}
+		if k.Tag == "!!merge" {
+			merges = append(merges, n.Content[i+1])
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			return nil, p.errf(k.Line, "duplicate key %q (first at line %d)", k.Value, first)
+		}
+		seen[k.Value] = k.Line
+		v, err := p.value(n.Content[i+1], depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[k.Value] = v
+	}
+	// YAML merge keys: explicit keys win, then earlier merged maps.
+	for _, m := range merges {
+		m = deref(m)
+		srcs := []*yaml.Node{m}
+		if m != nil && m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, src := range srcs {
+			src = deref(src)
+			if src == nil || src.Kind != yaml.MappingNode {
+				return nil, p.errf(line(m), "merge key \"<<\" needs a mapping or a list of mappings")
+			}
+			mv, err := p.mapValue(src, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range mv {
+				if _, ok := out[k]; !ok {
+					out[k] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// mapping converts a mapping-valued data key (config, facts, vars).
+func (p *parser) mapping(n *yaml.Node, ctx, what string) (map[string]any, error) {
+	if isNull(n) {
+		return map[string]any{}, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, p.errf(n.Line, "%s%s must be a mapping, not %s", ctx, what, kindName(n))
+	}
+	if err := p.noPlugin(n, ctx, what); err != nil {
+		return nil, err
+	}
+	return p.mapValue(n, 0)
+}
+
+// noPlugin rejects a _plugin reference where the inventory structure needs
+// to be known at load time, and warns about one inside a data block.
+func (p *parser) noPlugin(n *yaml.Node, ctx, what string) error {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "_plugin" {
+			switch what {
+			case "config", "facts", "vars", "plugin_hooks":
+				if p.warnf != nil {
+					p.warnf("%s:%d: %s%s: plugin references are not supported and are left unresolved", p.file, n.Content[i].Line, ctx, what)
+				}
+				return nil
+			}
+			return p.errf(n.Content[i].Line, "%s%s: plugin references (_plugin) are not supported", ctx, what)
+		}
+	}
+	return nil
+}
+
+var transports = map[string]bool{
+	"ssh": true, "winrm": true, "pcp": true, "local": true, "docker": true, "podman": true,
+	"remote": true, "lxd": true, "jail": true, "choria": true,
+}
+
+// checkConfig validates the shape of the keys muster itself reads.
+func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	pairs, err := p.pairs(n, ctx+"config: ")
+	if err != nil {
+		return err
+	}
+	for _, e := range pairs {
+		if e.key == "transport" {
+			s, err := p.str(e.val, ctx, "config.transport")
+			if err != nil {
+				return err
+			}
+			if !transports[s] {
+				return p.errf(e.val.Line, "%sunknown transport %q", ctx, s)
+			}
+			continue
+		}
+		if !transports[e.key] || isNull(e.val) {
+			continue
+		}
+		if e.val.Kind != yaml.MappingNode {
+			return p.errf(e.val.Line, "%sconfig.%s must be a mapping, not %s", ctx, e.key, kindName(e.val))
+		}
+		sect, err := p.pairs(e.val, ctx+"config."+e.key+": ")
+		if err != nil {
+			return err
+		}
+		for _, o := range sect {
+			what := "config." + e.key + "." + o.key
+			switch o.key {
+			case "port":
+				var port int
+				if o.val.Kind != yaml.ScalarNode || o.val.Tag != "!!int" || o.val.Decode(&port) != nil || port < 1 || port > 65535 {
+					return p.errf(line(o.val), "%s%s must be an integer from 1 to 65535", ctx, what)
+				}
+			case "host", "user", "password":
+				if _, err := p.str(o.val, ctx, what); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/muster-run/muster"
+	xssh "golang.org/x/crypto/ssh"
+)
+
+// maxHandshakesPerBastion keeps unauthenticated connections through one
+// bastion below sshd's default MaxStartups (10).
+const maxHandshakesPerBastion = 10
+
+// Preferred algorithms: cheap, modern key exchange first.
+var (
+	kexAlgos = []string{
+		xssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org",
+		xssh.KeyExchangeMLKEM768X25519, xssh.KeyExchangeECDHP256,
+		xssh.KeyExchangeECDHP384, xssh.KeyExchangeECDHP521, xssh.KeyExchangeDH14SHA256,
+	}
+	cipherAlgos = []string{
+		xssh.CipherAES128GCM, xssh.CipherChaCha20Poly1305, xssh.CipherAES256GCM,
+		xssh.CipherAES128CTR, xssh.CipherAES256CTR,
+	}
+)
+
+// slot is a pool entry; ready is closed when the single dial for it ends.
+type slot struct {
+	ready chan struct{}
+	c     *conn
+	err   error
+}
+
+// conn is one pooled SSH connection.
+type conn struct {
+	client     *xssh.Client
+	sem        chan struct{} // one token per open session (MaxSessions)
+	handshakes chan struct{} // unauthenticated connections through this host
+	done       chan struct{} // closed when the connection is gone
+}
+
+func (c *conn) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// getConn returns the pooled connection for p, dialling it once however
+// many callers ask at the same time.
+func (t *Transport) getConn(ctx context.Context, p *params) (*conn, error) {
+	key := p.poolKey()
+	for attempt := 0; ; attempt++ {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, errClosed(p)
+		}
+		if err := t.authFailed[key]; err != nil {
+			t.mu.Unlock()
+			return nil, err // never retry a failed authentication
+		}
+		s := t.conns[key]
+		if s == nil {
+			s = &slot{ready: make(chan struct{})}
+			t.conns[key] = s
+			t.wg.Add(1)
+			go func() { defer t.wg.Done(); t.dialSlot(key, s, p) }()
+		}
+		t.mu.Unlock()
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return nil, ctxError(ctx, "connecting to "+p.name)
+		}
+		if s.err != nil {
+			return nil, s.err
+		}
+		if s.c.alive() || attempt > 0 {
+			return s.c, nil
+		}
+		t.drop(key, s.c)
+	}
+}
+
+// drop removes c from the pool (if it is still there) and closes it.
+func (t *Transport) drop(key string, c *conn) {
+	t.mu.Lock()
+	if s := t.conns[key]; s != nil && s.c == c {
+		delete(t.conns, key)
+	}
+	t.mu.Unlock()
+	c.client.Close()
+}
+
+func (t *Transport) dialSlot(key string, s *slot, p *params) {
+	c, err := t.dial(p)
+	t.mu.Lock()
+	closed := t.closed
+	if err != nil {
+		if t.conns[key] == s {
+			delete(t.conns, key)
+		}
+		if muster.KindOf(err) == muster.KindAuth {
+			t.authFailed[key] = err
+		}
+	} else if !closed {
+		t.wg.Add(2)
+		go func() { defer t.wg.Done(); t.watch(key, c) }()
+		go func() { defer t.wg.Done(); t.keepalive(c) }()
+	}
+	t.mu.Unlock()
+	if err == nil && closed {
+		c.client.Close()
+		err, c = errClosed(p), nil
+	}
+	s.c, s.err = c, err
+	close(s.ready)
+}
+
+// watch drops c from the pool when its connection ends.
+func (t *Transport) watch(key string, c *conn) {
+	c.client.Wait()
+	close(c.done)
+	t.mu.Lock()
+	if s := t.conns[key]; s != nil && s.c == c {
+		delete(t.conns, key)
+	}
+	t.mu.Unlock()
+}
+
+// keepalive probes c every interval and closes it when it stops answering.
+func (t *Transport) keepalive(c *conn) {
+	iv := t.opts.KeepaliveInterval
+	if iv < 0 {
+		return
+	}
+	tick := time.NewTicker(iv)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		select {
+		case err := <-reply:
+			if err != nil {
+				c.client.Close()
+				return
+			}
+		case <-time.After(3 * iv):
+			t.logf("ssh: keepalive timed out; closing connection")
+			c.client.Close()
+			<-reply // SendRequest returns once the connection is closed
+			return
+		case <-c.done:
+			<-reply
+			return
+		}
+	}
+}
+
+// dial opens and authenticates one connection, directly or through the
+// pooled bastion connection.
+func (t *Transport) dial(p *params) (*conn, error) {
+	ctx, cancel := context.WithTimeout(t.ctx, p.timeout)
+	defer cancel()
+	auth, closeAgent, err := t.authMethods(p)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAgent()
+	hostCB, hostAlgos, err := t.hostKeyCallback(p)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &xssh.ClientConfig{
+		Config:            xssh.Config{KeyExchanges: kexAlgos, Ciphers: cipherAlgos},
+		User:              p.user,
+		Auth:              auth,
+		HostKeyCallback:   hostCB,
+		HostKeyAlgorithms: hostAlgos,
+		Timeout:           p.timeout,
+	}
+	var nc net.Conn
+	if p.jump != nil {
+		jc, err := t.getConn(ctx, p.jump)
+		if err != nil {
+			return nil, t.dialError(ctx, p, err)
+		}
+		select {
+		case jc.handshakes <- struct{}{}:
+			defer func() { <-jc.handshakes }()
+		case <-ctx.Done():
+			return nil, t.dialError(ctx, p, ctx.Err())
+		case <-jc.done:
+			return nil, t.dialError(ctx, p, errDead)
+		}
+		nc, err = jc.client.DialContext(ctx, "tcp", p.addr())
+		if err != nil {
+			return nil, t.dialError(ctx, p, err)
+		}
+	} else {
+		var d net.Dialer
+		if nc, err = d.DialContext(ctx, "tcp", p.addr()); err != nil {
+			return nil, t.dialError(ctx, p, err)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	sc, chans, reqs, err := xssh.NewClientConn(nc, p.addr(), cfg)
+	if !stop() {
+		if err == nil {
+			sc.Close()
+		}
+		return nil, t.dialError(ctx, p, ctx.Err())
+	}
+	if err != nil {
+		nc.Close()
+		return nil, t.dialError(ctx, p, err)
+	}
+	return &conn{
+		client:     xssh.NewClient(sc, chans, reqs),
+		sem:        make(chan struct{}, t.opts.MaxSessions),
+		handshakes: make(chan struct{}, maxHandshakesPerBastion),
+		done:       make(chan struct{}),
+	}, nil
+}
+
+// dialError classifies a failure to connect.
+func (t *Transport) dialError(ctx context.Context, p *params, err error) error {
+	var me *muster.Error
+	if errors.As(err, &me) {
+		return me // host key errors, or the bastion's own error
+	}
+	if t.ctx.Err() != nil {
+		return errClosed(p)
+	}
+	if ctx.Err() != nil || isTimeout(err) {
+		return muster.Errorf(muster.KindConnect, "Timeout after %d seconds connecting to %s", int(p.timeout/time.Second), p.name).
+			WithCode("CONNECT_ERROR").WithDetail("host", p.addr())
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "unable to authenticate") || strings.Contains(msg, "no supported methods remain") ||
+		strings.Contains(msg, "too many authentication") || strings.Contains(msg, "Too many authentication") {
+		return authError(p, "%v (user %s; check private-key, password or ssh-agent)", strings.TrimPrefix(msg, "ssh: handshake failed: "), p.user)
+	}
+	via := ""
+	if p.jump != nil {
+		via = " via " + p.jump.addr()
+	}
+	return muster.Errorf(muster.KindConnect, "Failed to connect to %s (%s%s): %w", p.name, p.addr(), via, err).
+		WithCode("CONNECT_ERROR")
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,243 @@
+// Package target parses target specs (the values of -t/--targets) and
+// resolves them against an inventory with Bolt's lookup rules.
+package target
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"unicode"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/inventory"
+)
+
+// maxFileSize bounds an @file target list.
+const maxFileSize = 16 << 20
+
+// globChars mark a token as a pattern (Bolt's wildcard check).
+const globChars = "*?[]{}"
+
+// Split splits one spec into tokens on commas and whitespace, except inside
+// "{}" or "[]" and after a "\" escape. Empty tokens are dropped. An
+// unclosed "{" or "[" is an error naming the spec.
+func Split(spec string) ([]string, error) {
+	var toks []string
+	var cur strings.Builder
+	braces, inSet, setStart := 0, false, 0
+	rs := []rune(spec)
+	flush := func() {
+		if cur.Len() > 0 {
+			toks = append(toks, cur.String())
+			cur.Reset()
+		}
+	}
+	for i := 0; i < len(rs); i++ {
+		c := rs[i]
+		switch {
+		case c == '\\' && i+1 < len(rs):
+			cur.WriteRune(c)
+			i++
+			c = rs[i]
+		case inSet:
+			// A "]" right after "[" or "[^" is a member, not the end.
+			if c == ']' && !(i == setStart+1 || i == setStart+2 && (rs[setStart+1] == '^' || rs[setStart+1] == '!')) {
+				inSet = false
+			}
+		case c == '[':
+			inSet, setStart = true, i
+		case c == '{':
+			braces++
+		case c == '}' && braces > 0:
+			braces--
+		case braces == 0 && (c == ',' || unicode.IsSpace(c)):
+			flush()
+			continue
+		}
+		cur.WriteRune(c)
+	}
+	if inSet {
+		return nil, invalidf("invalid target spec %q: unclosed \"[\"", inventory.Redact(spec))
+	}
+	if braces > 0 {
+		return nil, invalidf("invalid target spec %q: unclosed \"{\"", inventory.Redact(spec))
+	}
+	flush()
+	return toks, nil
+}
+
+func invalidf(format string, args ...any) error {
+	return muster.Errorf(muster.KindInvalid, format, args...)
+}
+
+// Resolve expands target specs into targets. Each spec is split with Split;
+// a token "@path" reads more tokens from a file (one or more per line, "#"
+// starts a comment). Each token is looked up in order as: a group name
+// (recursive; "all" is every target), a target name, an alias; then, if it
+// holds any of "* ? [ ] { }", a URI with a scheme is taken as-is and
+// anything else is a case-insensitive glob over group names, target names
+// and aliases that must match something; otherwise it becomes an ad-hoc
+// target from inv.Adhoc. The result is de-duplicated by name, in first-seen
+// order. A nil inv is treated as inventory.Empty.
+func Resolve(inv *inventory.Inventory, specs []string) ([]*muster.Target, error) {
+	if inv == nil {
+		inv = inventory.Empty(inventory.Options{})
+	}
+	var tokens []string
+	for _, spec := range specs {
+		toks, err := Split(spec)
+		if err != nil {
+			return nil, err
+		}
+		for _, tok := range toks {
+			if len(tok) > 1 && tok[0] == '@' {
+				more, err := readFile(tok[1:])
+				if err != nil {
+					return nil, err
+				}
+				tokens = append(tokens, more...)
+				continue
+			}
+			tokens = append(tokens, tok)
+		}
+	}
+	if len(tokens) == 0 {
+		return nil, invalidf("no targets given: pass a target name, group, alias, glob or URI")
+	}
+	var out []*muster.Target
+	seen := map[string]bool{}
+	for _, tok := range tokens {
+		ts, err := resolveToken(inv, tok)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if !seen[t.Name] {
+				seen[t.Name] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
+}
+
+func resolveToken(inv *inventory.Inventory, tok string) ([]*muster.Target, error) {
+	if ts, ok := inv.Group(tok); ok {
+		return ts, nil
+	}
+	if t, ok := inv.Target(tok); ok {
+		return []*muster.Target{t}, nil
+	}
+	if t, ok := inv.ByAlias(tok); ok {
+		return []*muster.Target{t}, nil
+	}
+	if strings.ContainsAny(tok, globChars) && !hasScheme(tok) {
+		return globTargets(inv, tok)
+	}
+	t, err := inv.Adhoc(tok)
+	if err != nil {
+		return nil, err
+	}
+	return []*muster.Target{t}, nil
+}
+
+// hasScheme reports whether tok starts with "transport://" (Bolt: ^[^:]+://).
+func hasScheme(tok string) bool {
+	i := strings.Index(tok, "://")
+	return i > 0 && !strings.Contains(tok[:i], ":")
+}
+
+func globTargets(inv *inventory.Inventory, pattern string) ([]*muster.Target, error) {
+	g, err := compile(pattern)
+	if err != nil {
+		return nil, muster.Errorf(muster.KindInvalid, "%v", err)
+	}
+	var out []*muster.Target
+	groups := inv.GroupNames()
+	for _, name := range groups {
+		if g.match(name) {
+			ts, _ := inv.Group(name)
+			out = append(out, ts...)
+		}
+	}
+	all := inv.Targets()
+	for _, t := range all {
+		if g.match(t.Name) {
+			out = append(out, t)
+		}
+	}
+	for _, t := range all {
+		for _, a := range t.Alias {
+			if g.match(a) {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		hint := ""
+		if _, err := inventory.ParseURI(pattern); err == nil && strings.ContainsAny(pattern, "[]") {
+			hint = fmt.Sprintf("; for an ad-hoc target write ssh://%s", inventory.Redact(pattern))
+		}
+		return nil, invalidf("no targets match %q (checked %d groups, %d targets and their aliases)%s",
+			inventory.Redact(pattern), len(groups), len(all), hint)
+	}
+	return out, nil
+}
+
+// readFile reads target tokens from path: one or more per line, "#" starts
+// a comment when it begins a token.
+func readFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, invalidf("cannot read targets from @%s: %v", path, unwrapPath(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, invalidf("cannot read targets from @%s: %v", path, unwrapPath(err))
+	}
+	if len(b) > maxFileSize {
+		return nil, invalidf("target file @%s is larger than %d bytes", path, maxFileSize)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), maxFileSize+1)
+	for n := 1; sc.Scan(); n++ {
+		toks, err := Split(stripComment(sc.Text()))
+		if err != nil {
+			return nil, invalidf("@%s:%d: %v", path, n, err)
+		}
+		for _, tok := range toks {
+			if tok[0] == '@' {
+				return nil, invalidf("@%s:%d: nested @file targets are not supported", path, n)
+			}
+			out = append(out, tok)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, invalidf("cannot read targets from @%s: %v", path, err)
+	}
+	return out, nil
+}
+
+func stripComment(line string) string {
+	prev := ' '
+	for i, r := range line {
+		if r == '#' && (unicode.IsSpace(prev) || prev == ',') {
+			return line[:i]
+		}
+		prev = r
+	}
+	return line
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
