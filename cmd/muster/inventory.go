@@ -39,6 +39,9 @@ Passwords and inline keys are shown as "[redacted]".`,
 			if len(specs) == 0 {
 				specs = []string{"all"}
 			}
+			if specs, err = a.stdinSpecs(specs); err != nil {
+				return err
+			}
 			targets, err := target.Resolve(inv, specs)
 			if err != nil {
 				return usageError{err}

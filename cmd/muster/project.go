@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -95,7 +97,11 @@ func (a *app) resolveTargets(c *cobra.Command) (*inventory.Inventory, []*muster.
 	if err != nil {
 		return nil, nil, err
 	}
-	targets, err := target.Resolve(inv, a.flags.targets)
+	specs, err := a.stdinSpecs(a.flags.targets)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, err := target.Resolve(inv, specs)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -103,4 +109,26 @@ func (a *app) resolveTargets(c *cobra.Command) (*inventory.Inventory, []*muster.
 		return nil, nil, usagef("no targets match %q", a.flags.targets)
 	}
 	return inv, targets, nil
+}
+
+// stdinSpecs replaces a "-" spec with the targets listed on standard input,
+// one or more per line, as Bolt's "-t -" does.
+func (a *app) stdinSpecs(specs []string) ([]string, error) {
+	out := make([]string, 0, len(specs))
+	for _, s := range specs {
+		if s != "-" {
+			out = append(out, s)
+			continue
+		}
+		b, err := io.ReadAll(a.stdin)
+		if err != nil {
+			return nil, usagef("reading targets from standard input: %v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out, nil
 }
