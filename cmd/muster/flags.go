@@ -14,6 +14,7 @@ import (
 type globalFlags struct {
 	project       string
 	inventoryFile string
+	modulepath    string
 	format        string
 	verbose       bool
 
@@ -40,6 +41,7 @@ func (f *globalFlags) registerGlobal(root *cobra.Command) {
 	p := root.PersistentFlags()
 	p.StringVar(&f.project, "project", "", "project directory (default: $MUSTER_PROJECT, or the nearest directory upwards with muster-project.yaml or bolt-project.yaml, or the current directory)")
 	p.StringVarP(&f.inventoryFile, "inventoryfile", "i", "", "inventory file (default: inventory.yaml in the project directory)")
+	p.StringVarP(&f.modulepath, "modulepath", "m", "", "directories holding modules, separated by ':' (default: modules and site-modules in the project directory)")
 	p.StringVar(&f.format, "format", "human", "output format: human or json (Bolt's JSON shape)")
 	p.BoolVarP(&f.verbose, "verbose", "v", false, "show more: 'Started on' lines, warnings about unknown keys")
 }

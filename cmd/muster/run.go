@@ -62,6 +62,9 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	}, name, object, func(ctx context.Context, t *muster.Target) *muster.Result {
 		return fn(ctx, runner, t, opts)
 	})
+	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(c.Context()), 30*time.Second)
+	runner.Cleanup(cleanupCtx)
+	cancelCleanup()
 	if err := printer.Finish(results, time.Since(start), a.interrupted.Load()); err != nil {
 		return err
 	}

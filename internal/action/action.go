@@ -36,6 +36,8 @@ type Options struct {
 type Runner struct {
 	// Transports maps a target's Transport ("ssh", "local") to its adapter.
 	Transports map[string]muster.Transport
+
+	cache taskCache
 }
 
 func (r *Runner) transport(t *muster.Target) (muster.Transport, error) {

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "the token is $PT_token and the user is $PT_user"

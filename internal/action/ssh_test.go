@@ -1,0 +1,110 @@
+package action
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/ssh"
+	"github.com/muster-run/muster/internal/sshtest"
+	"github.com/muster-run/muster/internal/task"
+)
+
+func sshRunner(t *testing.T) (*Runner, *counting, *muster.Target, *sshtest.Server) {
+	t.Helper()
+	s := sshtest.Start(t, sshtest.Options{})
+	tr := ssh.New(ssh.Options{KnownHostsFiles: []string{s.KnownHostsFile}, SSHConfigFile: "none"})
+	t.Cleanup(func() { tr.Close() })
+	c := &counting{Transport: tr}
+	tg := &muster.Target{Name: "web1", Transport: "ssh", Host: "127.0.0.1", Port: s.Port, User: s.User,
+		Features: []string{"shell"},
+		Config:   map[string]any{"ssh": map[string]any{"private-key": s.ClientKeyFile}}}
+	return &Runner{Transports: map[string]muster.Transport{"ssh": c}}, c, tg, s
+}
+
+func demoTask(t *testing.T) (*task.Task, *task.Index) {
+	t.Helper()
+	mods := t.TempDir()
+	dir := filepath.Join(mods, "demo", "tasks")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "hello.sh"), []byte("#!/bin/sh\necho \"{\\\"hi\\\": \\\"$PT_name\\\"}\"\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "hello.json"), []byte(`{"parameters": {"name": {"type": "String"}}}`), 0o644))
+	idx, err := task.Find([]string{mods})
+	must(t, err)
+	tk, err := idx.Get("demo::hello")
+	must(t, err)
+	return tk, idx
+}
+
+// The round-trip aim: one channel per task per target, cached or not; a
+// cache that vanished costs one more; cleanup is one channel per target.
+func TestTaskChannelsPerTarget(t *testing.T) {
+	r, c, tg, s := sshRunner(t)
+	tk, idx := demoTask(t)
+	ctx := context.Background()
+	run := func(name string) *muster.Result {
+		t.Helper()
+		res := r.Task(ctx, tg, &TaskRun{Task: tk, Index: idx, Params: map[string]any{"name": name}}, Options{})
+		if !res.OK() || res.Value["hi"] != name {
+			t.Fatalf("task run: %+v %v", res.Error, res.Value)
+		}
+		return res
+	}
+	steps := []struct {
+		name         string
+		do           func()
+		wantChannels int64
+	}{
+		{"first run sends the files", func() { run("a") }, 1},
+		{"second run uses the cache", func() { run("b") }, 1},
+		{"third run uses the cache", func() { run("c") }, 1},
+		{"cache removed on the target", func() {
+			must(t, os.RemoveAll(r.cacheDirFor(t, tg)))
+			run("d")
+		}, 2},
+		{"cleanup", func() { r.Cleanup(ctx) }, 1},
+	}
+	sessions := s.SessionsOpened()
+	for _, st := range steps {
+		before := c.execs.Load()
+		st.do()
+		if got := c.execs.Load() - before; got != st.wantChannels {
+			t.Errorf("%s: %d channels, want %d", st.name, got, st.wantChannels)
+		}
+	}
+	if got, want := s.SessionsOpened()-sessions, 6; got != want {
+		t.Errorf("sshd opened %d sessions, want %d", got, want)
+	}
+	if n := s.ConnectionsAccepted(); n != 1 {
+		t.Errorf("sshd accepted %d connections, want 1", n)
+	}
+	if _, err := os.Stat(r.cacheDirFor(t, tg)); !os.IsNotExist(err) {
+		t.Errorf("cache directory left after cleanup: %v", err)
+	}
+}
+
+// cacheDirFor returns the cache directory this runner uses on tg (the
+// test's sshd runs on this machine, so the path is local too).
+func (r *Runner) cacheDirFor(t *testing.T, tg *muster.Target) string {
+	t.Helper()
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	return r.tmpdir(tg, Options{}) + "/muster." + r.cache.token
+}
+
+func TestScriptAndCommandOneChannelOverSSH(t *testing.T) {
+	r, c, tg, s := sshRunner(t)
+	ctx := context.Background()
+	before := s.SessionsOpened()
+	if res := r.Script(ctx, tg, "x.sh", []byte("echo ok"), nil, Options{}); !res.OK() {
+		t.Fatalf("%+v", res.Error)
+	}
+	if res := r.Command(ctx, tg, "true", Options{Env: map[string]string{"A": "b"}}); !res.OK() {
+		t.Fatalf("%+v", res.Error)
+	}
+	if got := s.SessionsOpened() - before; got != 2 || c.execs.Load() != 2 {
+		t.Errorf("script + command used %d sessions (%d execs), want 2", got, c.execs.Load())
+	}
+}

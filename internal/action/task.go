@@ -1,0 +1,375 @@
+package action
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/task"
+)
+
+// TaskRun is one task with validated parameters, prepared once and run on
+// many targets.
+type TaskRun struct {
+	Task   *task.Task
+	Index  *task.Index
+	Params map[string]any
+	Noop   bool
+	// Secrets are the sensitive parameters' values, scrubbed from results.
+	Secrets []string
+
+	mu       sync.Mutex
+	payloads map[string]*payload // by implementation file name
+}
+
+// payload is an implementation's files packed as a tar archive, named by
+// the archive's content hash.
+type payload struct {
+	data      []byte
+	hash      string
+	exe       string // executable's path under the install dir
+	installed bool   // the task ships files: pass _installdir
+	err       error
+}
+
+func (tr *TaskRun) payload(im *task.Implementation) *payload {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if p, ok := tr.payloads[im.Name]; ok {
+		return p
+	}
+	if tr.payloads == nil {
+		tr.payloads = map[string]*payload{}
+	}
+	p := &payload{installed: tr.Task.HasFiles(im)}
+	var files []task.File
+	if p.installed {
+		files, p.err = tr.Task.InstallFiles(tr.Index, im)
+		p.exe = tr.Task.Module + "/tasks/" + im.Name
+	} else {
+		// Without files the executable sits alone in the directory, as in Bolt.
+		p.exe = im.Name
+		files = []task.File{{LocalPath: im.Path, InstallPath: im.Name}}
+	}
+	if p.err == nil {
+		p.data, p.err = packFiles(files, p.exe)
+	}
+	if p.err == nil {
+		sum := sha256.Sum256(p.data)
+		p.hash = hex.EncodeToString(sum[:12])
+	}
+	tr.payloads[im.Name] = p
+	return p
+}
+
+// packFiles writes files into a tar archive at their install paths. The
+// executable is made executable by its owner.
+func packFiles(files []task.File, exe string) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		for d := path.Dir(f.InstallPath); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	sorted := make([]string, 0, len(dirs))
+	for d := range dirs {
+		sorted = append(sorted, d)
+	}
+	sort.Strings(sorted)
+	for _, d := range sorted {
+		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Mode: 0o700, Typeflag: tar.TypeDir}); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f.LocalPath)
+		if err != nil {
+			return nil, muster.Errorf(muster.KindFile, "reading task file: %w", err)
+		}
+		fi, err := os.Stat(f.LocalPath)
+		if err != nil {
+			return nil, err
+		}
+		mode := int64(fi.Mode().Perm() | 0o400)
+		if f.InstallPath == exe {
+			mode |= 0o700
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: f.InstallPath, Mode: mode, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// taskCache remembers, for this process, which payloads are already
+// unpacked on which target (per user the task runs as), so a second run
+// of the same task sends only its parameters.
+type taskCache struct {
+	mu    sync.Mutex
+	token string
+	have  map[string]*cacheEntry
+}
+
+type cacheEntry struct {
+	mu      sync.Mutex // serialises the first upload to one target
+	present bool
+	target  *muster.Target
+	opts    Options
+	dir     string
+}
+
+func (c *taskCache) entry(key string, t *muster.Target, opts Options, dir func(token string) string) *cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.have == nil {
+		c.have = map[string]*cacheEntry{}
+		c.token = randomToken()
+	}
+	e, ok := c.have[key]
+	if !ok {
+		e = &cacheEntry{target: t, opts: opts, dir: dir(c.token)}
+		c.have[key] = e
+	}
+	return e
+}
+
+// Task runs tr on t. The first run of a payload on a target streams the
+// archive and runs the task in the same channel; later runs send only
+// the parameters. Both cost one channel; a cache that vanished on the
+// target (a reboot, a tmp cleaner) costs one more.
+func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts Options) *muster.Result {
+	name := tr.Task.Name
+	im, err := tr.Task.Select(t.Name, t.Features)
+	if err != nil {
+		return failed(t, "task", name, err)
+	}
+	p := tr.payload(im)
+	if p.err != nil {
+		return failed(t, "task", name, p.err)
+	}
+	if tr.Noop && !tr.Task.Metadata.SupportsNoop {
+		return failed(t, "task", name, muster.Errorf(muster.KindInvalid, "Task %s does not support noop", name))
+	}
+	esc := newEscalation(t, opts)
+	runAs := ""
+	if esc != nil {
+		runAs = esc.user
+	}
+	e := r.cache.entry(t.Name+"\x00"+runAs+"\x00"+p.hash, t, opts, func(token string) string {
+		return r.tmpdir(t, opts) + "/muster." + token
+	})
+	cacheDir := e.dir
+	installDir := cacheDir + "/" + p.hash
+
+	params := make(map[string]any, len(tr.Params)+3)
+	for k, v := range tr.Params {
+		params[k] = v
+	}
+	params["_task"] = name
+	if tr.Noop {
+		params["_noop"] = true
+	}
+	if p.installed {
+		params["_installdir"] = installDir
+	}
+	input := im.InputMethod
+	var env map[string]string
+	var stdinJSON []byte
+	if input == task.InputEnvironment || input == task.InputBoth || input == "" {
+		env = task.EnvVars(params)
+	}
+	if input == task.InputStdin || input == task.InputBoth || input == "" {
+		stdinJSON = task.StdinJSON(params)
+	}
+	for k, v := range opts.Env {
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[k] = v
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	setup := setupMarker()
+	missing := "muster-cache-missing-" + r.cache.token
+	for attempt := 0; ; attempt++ {
+		send := !e.present
+		line, err := taskScript(cacheDir, installDir, p, interpreter(t, im.Name), env, stdinJSON != nil, send, setup, missing)
+		if err != nil {
+			return failed(t, "task", name, err)
+		}
+		var stdin bytes.Buffer
+		stdin.Write(stdinJSON)
+		stdin.WriteByte('\n')
+		if send {
+			stdin.Write(p.data)
+		}
+		var out output
+		liveOut, liveErr := nilWriters(t, opts)
+		so, se := out.writers(liveOut, liveErr)
+		code, err := r.run(ctx, t, "exec sh -c "+quote(line), &stdin, so, se, opts)
+		flush(liveOut)
+		flush(liveErr)
+		if err != nil {
+			return failed(t, "task", name, err)
+		}
+		v := out.value(code)
+		stderr := v["stderr"].(string)
+		if !send && code == 97 && strings.Contains(stderr, missing) && attempt == 0 {
+			e.present = false // the cache was removed on the target: send again
+			continue
+		}
+		if msg, ok := setupFailure(stderr, setup); ok {
+			return failed(t, "task", name, muster.Errorf(muster.KindFile, "task %s on %s: %s", name, t.Name, msg).WithCode("TMPDIR_ERROR"))
+		}
+		e.present = true
+		value, terr := task.InterpretTaskOutput(name, v["stdout"].(string), stderr, code)
+		res := &muster.Result{Target: t.Name, Action: "task", Object: name, Value: value}
+		if terr != nil {
+			res.Error = terr
+		}
+		scrub(res, tr.Secrets)
+		return res
+	}
+}
+
+// interpreter returns the configured interpreter for the executable's
+// extension (the "interpreters" transport config), or "".
+func interpreter(t *muster.Target, file string) string {
+	m, ok := t.TransportConfig()["interpreters"].(map[string]any)
+	if !ok {
+		return ""
+	}
+	ext := path.Ext(file)
+	for _, k := range []string{ext, strings.TrimPrefix(ext, ".")} {
+		switch v := m[k].(type) {
+		case string:
+			return quote(v)
+		case []any:
+			parts := make([]string, 0, len(v))
+			for _, x := range v {
+				parts = append(parts, quote(fmt.Sprint(x)))
+			}
+			return strings.Join(parts, " ")
+		}
+	}
+	return ""
+}
+
+// taskScript builds the shell program that (when send is set) unpacks the
+// archive that follows the parameter line on stdin into the cache, then
+// runs the task with its input. The parameter line is read with the
+// shell's read builtin, which never consumes more than one line, so the
+// archive after it reaches tar intact; secrets stay off the disk.
+func taskScript(cacheDir, installDir string, p *payload, interp string, env map[string]string, stdinInput, send bool, setup, missing string) (string, error) {
+	prefix, err := envPrefix(env)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("umask 077\nIFS= read -r params\n")
+	if send {
+		// Several targets may share one machine (aliases, containers): mkdir
+		// may lose a race, so only the result is checked.
+		fmt.Fprintf(&b, "c=%s\nmkdir -m 700 \"$c\" 2>/dev/null\n", quote(cacheDir))
+		fmt.Fprintf(&b, "[ -d \"$c\" ] && [ -O \"$c\" ] && [ ! -L \"$c\" ] || { echo \"%s cannot create $c, or it belongs to another user\" >&2; exit 1; }\n", setup)
+		// Unpack into a private directory, then rename it into place; when a
+		// sibling target on the same machine won the race, use its copy.
+		fmt.Fprintf(&b, "i=%s\nif [ -d \"$i\" ]; then cat >/dev/null; else\n", quote(installDir))
+		fmt.Fprintf(&b, "  t=$(mktemp -d \"$c/.in.XXXXXXXX\") && tar -xof - -C \"$t\" || { rm -rf \"$t\"; echo \"%s cannot unpack the task into $c (is tar installed?)\" >&2; exit 1; }\n", setup)
+		b.WriteString("  mv \"$t\" \"$i\" 2>/dev/null; rm -rf \"$t\" \"$i/${t##*/}\"\nfi\n")
+		fmt.Fprintf(&b, "[ -d \"$i\" ] || { echo \"%s cannot install the task into $i\" >&2; exit 1; }\n", setup)
+	} else {
+		fmt.Fprintf(&b, "i=%s\n[ -d \"$i\" ] || { echo %s >&2; exit 97; }\n", quote(installDir), missing)
+	}
+	run := strings.TrimSpace(prefix + interp + " \"$i\"/" + quote(p.exe))
+	if stdinInput {
+		fmt.Fprintf(&b, "printf '%%s' \"$params\" | %s\n", run)
+	} else {
+		fmt.Fprintf(&b, "%s </dev/null\n", run)
+	}
+	return b.String(), nil
+}
+
+// Cleanup removes the task cache from every target where this runner
+// unpacked tasks: one channel per target (and run-as user) per process.
+func (r *Runner) Cleanup(ctx context.Context) {
+	r.cache.mu.Lock()
+	dirs := map[string]*cacheEntry{}
+	for _, e := range r.cache.have {
+		if e.present {
+			dirs[e.target.Name+"\x00"+e.dir+"\x00"+e.opts.RunAs] = e
+		}
+	}
+	r.cache.have = nil
+	r.cache.mu.Unlock()
+	var wg sync.WaitGroup
+	window := make(chan struct{}, 100)
+	for _, e := range dirs {
+		wg.Add(1)
+		window <- struct{}{}
+		go func(e *cacheEntry) {
+			defer wg.Done()
+			defer func() { <-window }()
+			// Best effort: a target that went away keeps a private, mode-700 directory.
+			_, _ = r.run(ctx, e.target, "rm -rf "+quote(e.dir), nil, nil, nil, e.opts)
+		}(e)
+	}
+	wg.Wait()
+}
+
+// scrub replaces every occurrence of a secret in the result's strings, so
+// a task that echoes a sensitive parameter cannot leak it.
+func scrub(res *muster.Result, secrets []string) {
+	if len(secrets) == 0 {
+		return
+	}
+	clean := func(s string) string {
+		for _, x := range secrets {
+			if x != "" {
+				s = strings.ReplaceAll(s, x, task.Redacted)
+			}
+		}
+		return s
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case string:
+			return clean(x)
+		case map[string]any:
+			for k, vv := range x {
+				x[k] = walk(vv)
+			}
+			return x
+		case []any:
+			for i, vv := range x {
+				x[i] = walk(vv)
+			}
+			return x
+		}
+		return v
+	}
+	walk(res.Value)
+	if res.Error != nil {
+		res.Error.Msg = clean(res.Error.Msg)
+		walk(res.Error.Details)
+	}
+}

@@ -1,0 +1,238 @@
+package task
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// sizeErr checks a collection size against [min, max].
+func sizeErr(t Type, v any, n int, min, max int64) error {
+	if int64(n) >= min && int64(n) <= max {
+		return nil
+	}
+	var want string
+	switch {
+	case max == math.MaxInt64:
+		want = fmt.Sprintf("at least %d", min)
+	case min == max:
+		want = fmt.Sprintf("%d", min)
+	default:
+		want = fmt.Sprintf("between %d and %d", min, max)
+	}
+	return &TypeError{Expected: t, Value: v, Msg: fmt.Sprintf("expects size to be %s, got %d", want, n)}
+}
+
+func sizeSuffix(min, max int64) string {
+	switch {
+	case min == 0 && max == math.MaxInt64:
+		return ""
+	case max == math.MaxInt64:
+		return fmt.Sprintf(", %d", min)
+	}
+	return fmt.Sprintf(", %d, %d", min, max)
+}
+
+// arrayT is Array[T, min, max].
+type arrayT struct {
+	elem     Type // nil: any
+	min, max int64
+}
+
+func (t *arrayT) Check(v any) error {
+	a, ok := v.([]any)
+	if !ok {
+		return mismatch(t, v)
+	}
+	if err := sizeErr(t, v, len(a), t.min, t.max); err != nil {
+		return err
+	}
+	if t.elem != nil {
+		for i, e := range a {
+			if err := t.elem.Check(e); err != nil {
+				return within(err, fmt.Sprintf("index %d", i))
+			}
+		}
+	}
+	return nil
+}
+func (t *arrayT) String() string {
+	if t.elem == nil {
+		if t.min == 0 && t.max == math.MaxInt64 {
+			return "Array"
+		}
+		return "Array[Any" + sizeSuffix(t.min, t.max) + "]"
+	}
+	return "Array[" + t.elem.String() + sizeSuffix(t.min, t.max) + "]"
+}
+func (t *arrayT) Optional() bool    { return false }
+func (t *arrayT) WantsString() bool { return false }
+
+// hashT is Hash[K, V, min, max].
+type hashT struct {
+	key, val Type // nil: any
+	min, max int64
+}
+
+func (t *hashT) Check(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return mismatch(t, v)
+	}
+	if err := sizeErr(t, v, len(m), t.min, t.max); err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(m) {
+		if t.key != nil {
+			if err := t.key.Check(k); err != nil {
+				return within(err, fmt.Sprintf("key %q", k))
+			}
+		}
+		if t.val != nil {
+			if err := t.val.Check(m[k]); err != nil {
+				return within(err, fmt.Sprintf("entry %q", k))
+			}
+		}
+	}
+	return nil
+}
+func (t *hashT) String() string {
+	if t.key == nil {
+		if t.min == 0 && t.max == math.MaxInt64 {
+			return "Hash"
+		}
+		return "Hash[Any, Any" + sizeSuffix(t.min, t.max) + "]"
+	}
+	return "Hash[" + t.key.String() + ", " + t.val.String() + sizeSuffix(t.min, t.max) + "]"
+}
+func (t *hashT) Optional() bool    { return false }
+func (t *hashT) WantsString() bool { return false }
+
+// structField is one key of a Struct.
+type structField struct {
+	name     string
+	optional bool // Optional['name']: the key may be missing
+	notUndef bool // NotUndef['name']
+	t        Type
+}
+
+// structT is Struct[{'a' => T, Optional['b'] => U}]. Other keys are rejected.
+type structT struct{ fields []structField }
+
+func (t *structT) Check(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return mismatch(t, v)
+	}
+	known := make(map[string]bool, len(t.fields))
+	for _, f := range t.fields {
+		known[f.name] = true
+		x, present := m[f.name]
+		if f.notUndef && x == nil {
+			return &TypeError{Expected: t, Value: v, Msg: fmt.Sprintf("expects a value for key %q", f.name)}
+		}
+		if !present || x == nil {
+			if f.optional || (!f.notUndef && f.t.Optional()) {
+				continue
+			}
+			if !present {
+				return &TypeError{Expected: t, Value: v, Msg: fmt.Sprintf("expects a value for key %q", f.name)}
+			}
+		}
+		if err := f.t.Check(x); err != nil {
+			return within(err, fmt.Sprintf("entry %q", f.name))
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		if !known[k] {
+			return &TypeError{Expected: t, Value: v, Msg: fmt.Sprintf("has unrecognized key %q", k)}
+		}
+	}
+	return nil
+}
+func (t *structT) String() string {
+	s := make([]string, len(t.fields))
+	for i, f := range t.fields {
+		k := quote(f.name)
+		if f.optional {
+			k = "Optional[" + k + "]"
+		} else if f.notUndef {
+			k = "NotUndef[" + k + "]"
+		}
+		s[i] = k + " => " + f.t.String()
+	}
+	return "Struct[{" + strings.Join(s, ", ") + "}]"
+}
+func (t *structT) Optional() bool    { return false }
+func (t *structT) WantsString() bool { return false }
+
+// tupleT is Tuple[A, B, ..., min, max]. Elements past the listed types
+// must match the last type.
+type tupleT struct {
+	ts       []Type
+	min, max int64
+}
+
+func (t *tupleT) Check(v any) error {
+	a, ok := v.([]any)
+	if !ok {
+		return mismatch(t, v)
+	}
+	if err := sizeErr(t, v, len(a), t.min, t.max); err != nil {
+		return err
+	}
+	for i, e := range a {
+		if len(t.ts) == 0 {
+			break
+		}
+		et := t.ts[min(i, len(t.ts)-1)]
+		if err := et.Check(e); err != nil {
+			return within(err, fmt.Sprintf("index %d", i))
+		}
+	}
+	return nil
+}
+func (t *tupleT) String() string {
+	if len(t.ts) == 0 {
+		return "Tuple"
+	}
+	s := "Tuple[" + joinTypes(t.ts)
+	n := int64(len(t.ts))
+	if t.min != n || t.max != n {
+		if t.max == math.MaxInt64 {
+			s += fmt.Sprintf(", %d, default", t.min)
+		} else {
+			s += fmt.Sprintf(", %d, %d", t.min, t.max)
+		}
+	}
+	return s + "]"
+}
+func (t *tupleT) Optional() bool    { return false }
+func (t *tupleT) WantsString() bool { return false }
+
+// aliasT is a named alias such as Stdlib::Port, checked as its definition.
+type aliasT struct {
+	name string
+	t    Type
+}
+
+func (t *aliasT) Check(v any) error {
+	if t.t.Check(v) != nil {
+		return mismatch(t, v)
+	}
+	return nil
+}
+func (t *aliasT) String() string    { return t.name }
+func (t *aliasT) Optional() bool    { return t.t.Optional() }
+func (t *aliasT) WantsString() bool { return t.t.WantsString() }
+
+// isSensitive reports whether t is Sensitive[...], possibly inside Optional.
+func isSensitive(t Type) bool {
+	switch x := t.(type) {
+	case *wrapT:
+		return x.name == "Sensitive" || x.t != nil && isSensitive(x.t)
+	case *aliasT:
+		return isSensitive(x.t)
+	}
+	return false
+}

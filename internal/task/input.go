@@ -1,0 +1,24 @@
+package task
+
+// EnvVars returns the PT_<name> environment variables for params: strings
+// raw, everything else as compact JSON (so null becomes "null").
+func EnvVars(params map[string]any) map[string]string {
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		if s, ok := v.(string); ok {
+			out["PT_"+k] = s
+		} else {
+			out["PT_"+k] = compactJSON(v)
+		}
+	}
+	return out
+}
+
+// StdinJSON returns params as the one JSON object written to a task's
+// standard input, compact, with sorted keys and no trailing newline.
+func StdinJSON(params map[string]any) []byte {
+	if params == nil {
+		params = map[string]any{}
+	}
+	return []byte(compactJSON(params))
+}
