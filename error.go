@@ -15,6 +15,7 @@ const (
 	KindFile      = "muster/file-error"
 	KindTimeout   = "muster/timeout-error"
 	KindCancelled = "muster/cancelled"
+	KindNotRun    = "muster/not-run"
 	KindInvalid   = "muster/invalid-input"
 	KindInternal  = "muster/exception-error"
 )

@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/muster-run/muster/internal/executor"
 )
 
 // globalFlags hold every flag value of one invocation.
@@ -35,6 +37,11 @@ type globalFlags struct {
 	hostKeyCheck   bool
 	connectTimeout int
 	transport      string
+
+	batch       string
+	canary      int
+	maxFailures string
+	pause       time.Duration
 }
 
 func (f *globalFlags) registerGlobal(root *cobra.Command) {
@@ -63,6 +70,10 @@ func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
 	fl.BoolVar(&f.hostKeyCheck, "host-key-check", true, "check host keys against known_hosts; --host-key-check=false skips the check")
 	fl.IntVar(&f.connectTimeout, "connect-timeout", 0, "seconds to wait for a connection (default 10)")
 	fl.StringVar(&f.transport, "transport", "", "transport for targets that name none: ssh (default) or local")
+	fl.StringVar(&f.batch, "batch", "", "rolling run: at most this many targets (5) or this share of them (10%) at once")
+	fl.IntVar(&f.canary, "canary", 0, "run this many targets first, alone; if any fails, start no others")
+	fl.StringVar(&f.maxFailures, "max-failures", "", "stop starting targets once more than this many (2) or this share (10%) have failed")
+	fl.DurationVar(&f.pause, "pause", 0, "with --batch, wait this long before each new batch")
 	if envVars {
 		fl.StringArrayVar(&f.envVars, "env-var", nil, "environment variable K=V for the command; repeatable")
 	}
@@ -160,4 +171,37 @@ func secret(envName, label string, prompt bool) (string, error) {
 		return "", fmt.Errorf("reading %s: %w", strings.TrimSuffix(label, ": "), err)
 	}
 	return string(b), nil
+}
+
+// rolling turns --batch, --canary, --max-failures and --pause into the
+// executor's rolling options, or nil when none is set.
+func (f *globalFlags) rolling() (*executor.Rolling, error) {
+	if f.batch == "" && f.canary == 0 && f.maxFailures == "" && f.pause == 0 {
+		return nil, nil
+	}
+	r := &executor.Rolling{MaxFailures: executor.NoLimit, Canary: f.canary, Pause: f.pause}
+	if f.canary < 0 {
+		return nil, usagef("--canary must be 0 or more, got %d", f.canary)
+	}
+	if f.pause < 0 {
+		return nil, usagef("--pause must be positive, got %s", f.pause)
+	}
+	if f.batch != "" {
+		n, pct, err := executor.ParseCount("--batch", f.batch)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		if n == 0 && pct == 0 {
+			return nil, usagef("--batch must be at least 1")
+		}
+		r.Size, r.Percent = n, pct
+	}
+	if f.maxFailures != "" {
+		n, pct, err := executor.ParseCount("--max-failures", f.maxFailures)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		r.MaxFailures, r.MaxFailuresPercent = n, pct
+	}
+	return r, nil
 }

@@ -35,6 +35,10 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	if err != nil {
 		return err
 	}
+	rolling, err := a.flags.rolling()
+	if err != nil {
+		return err
+	}
 	_, targets, err := a.resolveTargets(c)
 	if err != nil {
 		return err
@@ -57,6 +61,7 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	results := executor.Run(c.Context(), targets, executor.Options{
 		Concurrency: a.flags.concurrency,
 		Timeout:     a.flags.timeout,
+		Rolling:     rolling,
 		Started:     printer.Started,
 		Finished:    printer.Result,
 	}, name, object, func(ctx context.Context, t *muster.Target) *muster.Result {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,8 @@ type Options struct {
 	Concurrency int
 	// Timeout bounds each target's action; zero means no limit.
 	Timeout time.Duration
+	// Rolling, when set, runs the targets in rolling batches.
+	Rolling *Rolling
 	// Started, when set, is called as each target starts.
 	Started func(t *muster.Target)
 	// Finished, when set, is called with each result as it completes.
@@ -45,28 +48,80 @@ func Run(ctx context.Context, targets []*muster.Target, opts Options, action, ob
 		n = DefaultConcurrency
 	}
 	var (
-		mu      sync.Mutex
-		results = make([]*muster.Result, 0, len(targets))
-		wg      sync.WaitGroup
-		window  = make(chan struct{}, n)
+		mu       sync.Mutex
+		results  = make([]*muster.Result, 0, len(targets))
+		wg       sync.WaitGroup
+		failures int
+		rolling  = opts.Rolling
+		limit    = -1
+		canary   = 0
 	)
+	if rolling.Active() {
+		if w := rolling.window(len(targets)); w > 0 && w < n {
+			n = w
+		}
+		limit = rolling.limit(len(targets))
+		canary = min(rolling.Canary, len(targets))
+	} else {
+		rolling = nil
+	}
+	window := make(chan struct{}, n)
 	finish := func(r *muster.Result) {
 		mu.Lock()
 		defer mu.Unlock()
 		results = append(results, r)
+		if !r.OK() {
+			failures++
+		}
 		if opts.Finished != nil {
 			opts.Finished(r)
 		}
 	}
+	// stopped reports why no new target may start, or "".
+	stopped := func(i int) string {
+		if ctx.Err() != nil {
+			return "the run was cancelled before it started"
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case canary > 0 && i >= canary && failures > 0:
+			return fmt.Sprintf("a canary target failed, so the remaining %d targets were not started", len(targets)-i)
+		case limit >= 0 && failures > limit:
+			return fmt.Sprintf("the failure limit was reached (%d failed, %d tolerated)", failures, limit)
+		}
+		return ""
+	}
+	skipRest := func(i int, why string) {
+		for _, skipped := range targets[i:] {
+			finish(notStarted(skipped, action, object, why))
+		}
+	}
 	for i, t := range targets {
+		if rolling != nil && i > 0 && (i == canary || (i > canary && n > 0 && (i-canary)%n == 0)) {
+			if i == canary {
+				wg.Wait() // the canaries finish before anything else starts
+			}
+			if why := stopped(i); why != "" {
+				skipRest(i, why)
+				break
+			}
+			if rolling.Pause > 0 {
+				select {
+				case <-time.After(rolling.Pause):
+				case <-ctx.Done():
+				}
+			}
+		}
 		select {
 		case window <- struct{}{}:
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
-			for _, skipped := range targets[i:] {
-				finish(notStarted(skipped, action, object))
+		if why := stopped(i); why != "" {
+			if ctx.Err() == nil {
+				<-window
 			}
+			skipRest(i, why)
 			break
 		}
 		if opts.Started != nil {
@@ -106,8 +161,12 @@ func runOne(ctx context.Context, t *muster.Target, timeout time.Duration, action
 	return r
 }
 
-func notStarted(t *muster.Target, action, object string) *muster.Result {
+func notStarted(t *muster.Target, action, object, why string) *muster.Result {
+	kind := muster.KindNotRun
+	if strings.Contains(why, "cancelled") {
+		kind = muster.KindCancelled
+	}
 	return &muster.Result{Target: t.Name, Action: action, Object: object,
-		Error: &muster.Error{Kind: muster.KindCancelled, Msg: fmt.Sprintf("not run on %s: the run was cancelled before it started", t.Name),
+		Error: &muster.Error{Kind: kind, Msg: fmt.Sprintf("not run on %s: %s", t.Name, why),
 			Details: map[string]any{"started": false}}}
 }

@@ -120,6 +120,13 @@ func (h *Human) Result(r *muster.Result) {
 	var b strings.Builder
 	if r.OK() {
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("32", "Finished on"), r.Target)
+	} else if r.Error.Details["started"] == false {
+		fmt.Fprintf(&b, "%s %s: %s\n", h.paint("33", "Not run on"), r.Target, r.Error.Msg)
+		io.WriteString(h.w, b.String())
+		if h.bar != nil {
+			h.bar.Add()
+		}
+		return
 	} else {
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("31", "Failed on"), r.Target)
 		indent(&b, "  ", r.Error.Msg)
@@ -181,16 +188,20 @@ func (h *Human) Finish(results []*muster.Result, elapsed time.Duration, interrup
 	if h.bar != nil {
 		h.bar.Done()
 	}
-	var ok, bad []string
+	var ok, bad, notRun []string
 	for _, r := range results {
-		if r.OK() {
+		switch {
+		case r.OK():
 			ok = append(ok, r.Target)
-		} else {
+		case r.Error.Details["started"] == false:
+			notRun = append(notRun, r.Target)
+		default:
 			bad = append(bad, r.Target)
 		}
 	}
 	sort.Strings(ok)
 	sort.Strings(bad)
+	sort.Strings(notRun)
 	var b strings.Builder
 	if interrupted {
 		b.WriteString(h.paint("33", "Interrupted: remote commands were signalled and their channels closed; results so far:") + "\n")
@@ -200,6 +211,9 @@ func (h *Human) Finish(results []*muster.Result, elapsed time.Duration, interrup
 	}
 	if len(bad) > 0 {
 		fmt.Fprintf(&b, "%s on %s: %s\n", h.paint("31", "Failed"), plural(len(bad), "target"), strings.Join(bad, ","))
+	}
+	if len(notRun) > 0 {
+		fmt.Fprintf(&b, "%s on %s: %s\n", h.paint("33", "Not run"), plural(len(notRun), "target"), strings.Join(notRun, ","))
 	}
 	fmt.Fprintf(&b, "Ran on %s in %s\n", plural(len(results), "target"), formatElapsed(elapsed))
 	_, err := io.WriteString(h.w, b.String())
