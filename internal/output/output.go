@@ -121,7 +121,8 @@ func (h *Human) Result(r *muster.Result) {
 	if r.OK() {
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("32", "Finished on"), r.Target)
 	} else if r.Error.Details["started"] == false {
-		fmt.Fprintf(&b, "%s %s: %s\n", h.paint("33", "Not run on"), r.Target, r.Error.Msg)
+		why := strings.TrimPrefix(r.Error.Msg, "not run on "+r.Target+": ")
+		fmt.Fprintf(&b, "%s %s: %s\n", h.paint("33", "Not run on"), r.Target, why)
 		io.WriteString(h.w, b.String())
 		if h.bar != nil {
 			h.bar.Add()
