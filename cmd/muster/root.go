@@ -133,7 +133,7 @@ localhost), separated by commas.`,
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	a.flags.registerGlobal(root)
-	root.AddCommand(a.commandCommand(), a.scriptCommand(), a.fileCommand(), a.taskCommand(), a.inventoryCommand(), a.versionCommand())
+	root.AddCommand(a.commandCommand(), a.scriptCommand(), a.fileCommand(), a.taskCommand(), a.planCommand(), a.inventoryCommand(), a.versionCommand())
 	return root
 }
 

@@ -48,9 +48,8 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 		return err
 	}
 
-	sshTransport := ssh.New(ssh.Options{})
-	defer sshTransport.Close()
-	runner := &action.Runner{Transports: map[string]muster.Transport{"ssh": sshTransport, "local": local.New()}}
+	runner, closeRunner := a.newRunner()
+	defer closeRunner()
 	opts := action.Options{Env: env, RunAs: a.flags.runAs, SudoPassword: sudoPW, TmpDir: a.flags.tmpdir}
 
 	printer, stream := a.printer(len(targets))
@@ -121,4 +120,12 @@ func (a *app) printer(total int) (output.Printer, *output.Stream) {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newRunner wires the transports: one SSH pool for the whole invocation,
+// so every action and plan step reuses its connections.
+func (a *app) newRunner() (*action.Runner, func()) {
+	sshTransport := ssh.New(ssh.Options{})
+	return &action.Runner{Transports: map[string]muster.Transport{"ssh": sshTransport, "local": local.New()}},
+		func() { sshTransport.Close() }
 }

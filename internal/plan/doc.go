@@ -1,0 +1,99 @@
+// Package plan is muster's plan engine: discovery of plans on the module
+// path, Bolt-compatible YAML plans with a documented subset of the Puppet
+// expression language, Starlark plans, and their execution through a
+// Runner. It performs no I/O on targets itself (the Runner does) and
+// imports no transport.
+//
+// # Discovery
+//
+// Plans live in <mod>/plans/<path>/<name>.yaml or .star and are named
+// mod::path::name; plans/init.* is named mod. Find builds an Index;
+// Index.Get suggests a near name when one is misspelt.
+//
+// # YAML plans
+//
+// Top-level keys: description, parameters (each with only type, default
+// and description; types use the task type language), private, steps
+// (required), return and version. Step kinds: command, task, script,
+// upload and download (both with destination), plan, message, verbose and
+// eval, with name, description, targets, parameters, arguments, env_vars,
+// run_as, catch_errors and noop as Bolt allows them per kind, plus
+// muster's rolling options batch (N or "N%"), canary (N), max_failures (N
+// or "N%") and pause ("30s"). A resources step is rejected. Everything,
+// including every expression and the variables it uses, is checked at load
+// time; a *LoadError names the file and line.
+//
+// # Values and expressions
+//
+//   - A plain scalar starting with $ is an expression: $count * 2.
+//   - A double-quoted scalar interpolates $var and ${expr}; in ${...} a
+//     leading bare name is a variable ("${version}").
+//   - A | block scalar is code: statements (including $x = expr
+//     assignments) separated by newlines or ;, the last one's value wins.
+//   - Single-quoted, folded and other scalars are literal YAML values.
+//
+// The expression subset:
+//
+//   - literals: 'single' and "double ${interpolated}" strings, integers,
+//     floats, true, false, undef, arrays [a, b], hashes {k => v},
+//     regular expressions /re/ after =~ and !~;
+//   - variables $x (parameters, earlier step names, lambda parameters,
+//     local assignments);
+//   - indexing $a[0], $a[-1], $a[1, 2] (start, count), $h['k'],
+//     $result['k'] (= value['k']), $resultset[0];
+//   - operators, loosest first: or; and; == != =~ !~ < > <= >= in; then
+//     plus and minus; * / %; unary ! not -. Strings compare
+//     case-insensitively as in Puppet, and only undef and false are false;
+//   - if/elsif/else and unless/else expressions with { } blocks;
+//   - method calls, with optional (args) and optional lambda |$x| { } or
+//     |$k, $v| { }: map, filter, each, reduce, any, all, count, join,
+//     length, size, keys, values, empty, upcase, downcase, strip, split,
+//     first, last, sort, unique, flatten, include, find, filter_set,
+//     to_data;
+//   - ResultSet members ok, ok_set, error_set, targets, names; Result
+//     members ok, value, target, error, message, status, action; Target
+//     members name, uri, host, vars, facts; Error members msg, kind,
+//     details, issue_code;
+//   - functions get_targets, get_target, sprintf, fail_plan(msg, [kind],
+//     [details]) or fail_plan($error), out::message, out::verbose, and
+//     every method in function form: length($x), join($a, ','),
+//     map($a) |$x| { }.
+//
+// Anything else (case, type references such as String, resource
+// expressions, unknown functions or methods, heredocs, ->) is a load
+// error naming file, line and the construct. Hashes iterate in key order.
+//
+// # Starlark plans
+//
+// A .star plan defines main. Its parameters are declared in a global
+// PARAMS dict, name to {"type": "String", "default": ..., "description":
+// ...} (or just the type string); main takes them by name (def
+// main(targets, version="1.0")) or as **params. Without PARAMS, main's
+// parameters are the plan's, typed NotUndef (required) or Any (with a
+// default). DESCRIPTION (or main's docstring) and PRIVATE are optional
+// globals. Plan actions may only be called from
+// main, not at the top level, which runs at load time.
+//
+// Builtins: run_command(cmd, targets), run_script(script, targets,
+// arguments=[]), run_task(task, targets, params={}), upload_file(src,
+// dest, targets), download_file(src, dest, targets), each with keywords
+// catch_errors, run_as, env, noop, description, batch, canary,
+// max_failures and pause; wait_until_available(targets, timeout=120);
+// run_plan(name, [params], targets=..., catch_errors=..., **params);
+// get_targets(*specs); sleep(seconds); out.message(msg); fail_plan(msg,
+// kind=, details=) or fail_plan(error); catch_errors(fn), which returns
+// fn()'s value or the Error it raised; parallelize(targets, fn), which
+// calls fn(target) concurrently (bounded by Options.Concurrency) and
+// returns the list of results. ResultSets are indexable and iterable and
+// have ok, ok_set, error_set, names, targets and to_data; a Result has
+// target, value, ok, status, error, message, action and r["key"].
+// Errors carry the file and line: evaluation errors in their message,
+// plan errors in details.location.
+//
+// # Failure
+//
+// An action fails when any target fails; without catch_errors the plan
+// stops with muster/run-failure ("run_command 'x' failed on 2 targets",
+// details action, object and result_set). fail_plan raises
+// muster/plan-failure or the given kind.
+package plan

@@ -1,0 +1,52 @@
+package plan
+
+import (
+	"context"
+	"time"
+
+	"github.com/muster-run/muster"
+)
+
+// Runner performs plan steps. Each method acts on all targets (already
+// resolved) and returns one result per target; it never returns an error
+// for a target failure (that is a failed Result), only for bad input.
+type Runner interface {
+	ResolveTargets(specs []string) ([]*muster.Target, error)
+	RunCommand(ctx context.Context, targets []*muster.Target, command string, o StepOptions) ([]*muster.Result, error)
+	RunScript(ctx context.Context, targets []*muster.Target, script string /*module path like mod/script.sh or a local path*/, args []string, o StepOptions) ([]*muster.Result, error)
+	RunTask(ctx context.Context, targets []*muster.Target, task string, params map[string]any, o StepOptions) ([]*muster.Result, error)
+	Upload(ctx context.Context, targets []*muster.Target, src, dest string, o StepOptions) ([]*muster.Result, error)
+	Download(ctx context.Context, targets []*muster.Target, src, dest string, o StepOptions) ([]*muster.Result, error)
+	WaitUntilAvailable(ctx context.Context, targets []*muster.Target, timeout time.Duration) ([]*muster.Result, error)
+	// Out receives plan messages (out.message / message steps) and step progress events.
+	Message(text string)
+	StepStarted(desc string, targets []*muster.Target)
+	StepFinished(desc string, results []*muster.Result, elapsed time.Duration)
+}
+
+// StepOptions are the per-step options handed to a Runner.
+type StepOptions struct {
+	RunAs       string
+	Env         map[string]string
+	Noop        bool
+	Description string
+	Batch       Batch // rolling execution for this step; zero = all at once
+}
+
+// Batch describes rolling execution: a sliding window of Size targets (or
+// Percent of them), Canary targets first, stopping new starts after
+// MaxFailures (or MaxFailuresPercent) failures, with Pause between batches.
+type Batch struct {
+	Size               int
+	Percent            float64
+	Canary             int
+	MaxFailures        int
+	MaxFailuresPercent float64
+	// MaxFailuresSet says max_failures was given; without it any number
+	// of failures is tolerated.
+	MaxFailuresSet bool
+	Pause          time.Duration
+}
+
+// IsZero reports whether b asks for no rolling execution.
+func (b Batch) IsZero() bool { return b == Batch{} }

@@ -1,0 +1,183 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/muster-run/muster"
+)
+
+func (rs *runState) runYAML(p *Plan, params map[string]any) (any, error) {
+	s := newScope(nil)
+	for k, v := range params {
+		s.vars[k] = v
+	}
+	for _, st := range p.yaml.steps {
+		v, err := rs.yamlStep(st, s)
+		if err != nil {
+			return nil, err
+		}
+		if st.name != "" {
+			s.vars[st.name] = v
+		}
+	}
+	if !p.yaml.hasReturn {
+		return nil, nil
+	}
+	return p.yaml.ret.eval(rs, newScope(s))
+}
+
+// stepOpt evaluates an optional step key.
+func (rs *runState) stepOpt(st *yamlStep, key string, s *scope) (any, error) {
+	t := st.opts[key]
+	if t == nil {
+		return nil, nil
+	}
+	return t.eval(rs, newScope(s))
+}
+
+func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
+	errf := func(format string, args ...any) error {
+		return muster.Errorf(KindEvaluation, "%s", fmt.Sprintf("step at line %d: ", st.line)+fmt.Sprintf(format, args...))
+	}
+	action, err := st.action.eval(rs, newScope(s))
+	if err != nil {
+		return nil, err
+	}
+	opts := map[string]any{}
+	for k := range st.opts {
+		v, err := rs.stepOpt(st, k, s)
+		if err != nil {
+			return nil, err
+		}
+		opts[k] = v
+	}
+	switch st.kind {
+	case "message", "verbose":
+		rs.r.Message(messageText(action))
+		return nil, nil
+	case "eval":
+		return action, nil
+	}
+	catch, ok := opts["catch_errors"].(bool)
+	if !ok && opts["catch_errors"] != nil {
+		return nil, errf("catch_errors must be true or false")
+	}
+	var targets []*muster.Target
+	if opts["targets"] != nil {
+		if targets, err = rs.resolve([]any{opts["targets"]}); err != nil {
+			return nil, errf("targets: %v", err)
+		}
+	}
+	o := StepOptions{}
+	if opts["run_as"] != nil {
+		o.RunAs = toString(opts["run_as"])
+	}
+	if d := opts["description"]; d != nil {
+		o.Description = toString(d)
+	}
+	if e, ok := opts["env_vars"].(map[string]any); ok {
+		o.Env = map[string]string{}
+		for k, v := range e {
+			o.Env[k] = toString(v)
+		}
+	} else if opts["env_vars"] != nil {
+		return nil, errf("env_vars must be a mapping")
+	}
+	if n, ok := opts["noop"].(bool); ok {
+		o.Noop = n
+	}
+	for _, k := range []string{"batch", "canary", "max_failures", "pause"} {
+		if v := opts[k]; v != nil {
+			if err := applyBatchKey(&o.Batch, k, v); err != nil {
+				return nil, errf("%s: %v", k, err)
+			}
+		}
+	}
+	obj, isStr := action.(string)
+	if !isStr && st.kind != "plan" {
+		return nil, errf("%s must be a string, got %s", st.kind, typeName(action))
+	}
+	switch st.kind {
+	case "command":
+		return rs.act("run_command", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+			return rs.r.RunCommand(rs.ctx, targets, obj, o)
+		})
+	case "task":
+		params, ok := opts["parameters"].(map[string]any)
+		if !ok && opts["parameters"] != nil {
+			return nil, errf("parameters must be a mapping")
+		}
+		params = ToData(params).(map[string]any)
+		return rs.act("run_task", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+			return rs.r.RunTask(rs.ctx, targets, obj, params, o)
+		})
+	case "script":
+		var args []string
+		if a, ok := opts["arguments"].([]any); ok {
+			for _, e := range a {
+				args = append(args, toString(e))
+			}
+		} else if opts["arguments"] != nil {
+			return nil, errf("arguments must be a list")
+		}
+		return rs.act("run_script", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+			return rs.r.RunScript(rs.ctx, targets, obj, args, o)
+		})
+	case "upload", "download":
+		dest := toString(opts["destination"])
+		if st.kind == "upload" {
+			return rs.act("upload_file", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+				return rs.r.Upload(rs.ctx, targets, obj, dest, o)
+			})
+		}
+		return rs.act("download_file", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+			return rs.r.Download(rs.ctx, targets, obj, dest, o)
+		})
+	case "plan":
+		name, ok := action.(string)
+		if !ok {
+			return nil, errf("plan must be a plan name")
+		}
+		params := map[string]any{}
+		if p, ok := opts["parameters"].(map[string]any); ok {
+			params = p
+		} else if opts["parameters"] != nil {
+			return nil, errf("parameters must be a mapping")
+		}
+		if t, ok := opts["targets"]; ok && t != nil {
+			params["targets"] = t
+		}
+		return rs.nested(name, params, o.RunAs, catch)
+	}
+	return nil, errf("unknown step kind %s", st.kind)
+}
+
+// nested runs a plan from a plan; with catch an error becomes the value.
+func (rs *runState) nested(name string, params map[string]any, runAs string, catch bool) (any, error) {
+	child := *rs
+	if runAs != "" {
+		child.runAs = runAs
+	}
+	v, err := child.runNamed(name, params)
+	if err != nil {
+		if catch {
+			return muster.AsError(err, KindPlanFailure), nil
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// messageText renders a message step's value: strings as they are,
+// anything else as JSON.
+func messageText(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(ToData(v))
+	if err != nil {
+		return toString(v)
+	}
+	return string(b)
+}
