@@ -12,6 +12,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/local"
+	"github.com/muster-run/muster/internal/task"
 )
 
 // counting wraps a transport and counts Exec calls (one per channel).
@@ -227,5 +228,29 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestTaskEnvOffTheCommandLine(t *testing.T) {
+	r, c, tg := localRunner(t)
+	tg.Features = []string{"shell"}
+	mods := t.TempDir()
+	dir := filepath.Join(mods, "m", "tasks")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "env.sh"), []byte("#!/bin/sh\nprintf '%s' \"$PT_v\"\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "env.json"), []byte(`{"input_method": "environment"}`), 0o644))
+	idx, err := task.Find([]string{mods})
+	must(t, err)
+	tk, err := idx.Get("m::env")
+	must(t, err)
+	tricky := "line1\nback\\slash\\0012 'q' \"dq\" $HOME %s\n\n"
+	res := r.Task(context.Background(), tg, &TaskRun{Task: tk, Index: idx, Params: map[string]any{"v": tricky}}, Options{})
+	if !res.OK() || res.Value["_output"] != tricky {
+		t.Fatalf("PT_v round trip: got %q (%+v), want %q", res.Value["_output"], res.Error, tricky)
+	}
+	for _, l := range c.lines {
+		if strings.Contains(l, "line1") {
+			t.Errorf("a parameter value is on the command line: %s", l)
+		}
 	}
 }

@@ -211,13 +211,13 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 	missing := "muster-cache-missing-" + r.cache.token
 	for attempt := 0; ; attempt++ {
 		send := !e.present
-		line, err := taskScript(cacheDir, installDir, p, interpreter(t, im.Name), env, stdinJSON != nil, send, setup, missing)
-		if err != nil {
-			return failed(t, "task", name, err)
-		}
+		line := taskScript(cacheDir, installDir, p, interpreter(t, im.Name), stdinJSON != nil, send, setup, missing)
 		var stdin bytes.Buffer
 		stdin.Write(stdinJSON)
 		stdin.WriteByte('\n')
+		if err := writeEnv(&stdin, env); err != nil {
+			return failed(t, "task", name, err)
+		}
 		if send {
 			stdin.Write(p.data)
 		}
@@ -278,13 +278,12 @@ func interpreter(t *muster.Target, file string) string {
 // runs the task with its input. The parameter line is read with the
 // shell's read builtin, which never consumes more than one line, so the
 // archive after it reaches tar intact; secrets stay off the disk.
-func taskScript(cacheDir, installDir string, p *payload, interp string, env map[string]string, stdinInput, send bool, setup, missing string) (string, error) {
-	prefix, err := envPrefix(env)
-	if err != nil {
-		return "", err
-	}
+func taskScript(cacheDir, installDir string, p *payload, interp string, stdinInput, send bool, setup, missing string) string {
 	var b strings.Builder
-	b.WriteString("umask 077\nIFS= read -r params\n")
+	// The parameters and the PT_ variables arrive on stdin, never on a
+	// command line, where any user of the target could read them in ps.
+	b.WriteString("umask 077\nIFS= read -r params\nIFS= read -r n\n")
+	b.WriteString("while [ \"$n\" -gt 0 ]; do IFS= read -r k; IFS= read -r v; v=$(printf '%bx' \"$v\"); export \"$k=${v%x}\"; n=$((n-1)); done\n")
 	if send {
 		// Several targets may share one machine (aliases, containers): mkdir
 		// may lose a race, so only the result is checked.
@@ -299,13 +298,32 @@ func taskScript(cacheDir, installDir string, p *payload, interp string, env map[
 	} else {
 		fmt.Fprintf(&b, "i=%s\n[ -d \"$i\" ] || { echo %s >&2; exit 97; }\n", quote(installDir), missing)
 	}
-	run := strings.TrimSpace(prefix + interp + " \"$i\"/" + quote(p.exe))
+	run := strings.TrimSpace(interp + " \"$i\"/" + quote(p.exe))
 	if stdinInput {
 		fmt.Fprintf(&b, "printf '%%s' \"$params\" | %s\n", run)
 	} else {
 		fmt.Fprintf(&b, "%s </dev/null\n", run)
 	}
-	return b.String(), nil
+	return b.String()
+}
+
+// writeEnv writes env for taskScript's reader: a count, then name and value
+// lines, each value escaped for printf %b so it may hold newlines.
+func writeEnv(w *bytes.Buffer, env map[string]string) error {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		if !validEnvName(k) {
+			return muster.Errorf(muster.KindInvalid, "invalid environment variable name %q", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(w, "%d\n", len(keys))
+	for _, k := range keys {
+		v := strings.NewReplacer(`\`, `\\`, "\n", `\0012`, "\x00", "").Replace(env[k])
+		fmt.Fprintf(w, "%s\n%s\n", k, v)
+	}
+	return nil
 }
 
 // Cleanup removes the task cache from every target where this runner
