@@ -204,7 +204,7 @@ func (idx *Index) Get(name string) (*Plan, error) {
 	if idx != nil {
 		names = sortedKeys(idx.plans)
 	}
-	if best := closest(name, names); best != "" {
+	if best := task.Closest(name, names); best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", best)
 	} else {
 		msg += "; run 'muster plan show' for the list of plans"
@@ -218,38 +218,4 @@ func (idx *Index) Add(p *Plan) {
 		idx.plans = map[string]*Plan{}
 	}
 	idx.plans[p.Name] = p
-}
-
-func closest(s string, cands []string) string {
-	best, bestD := "", len(s)/3+2
-	for _, c := range cands {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 200 || len(rb) > 200 {
-		return max(len(ra), len(rb))
-	}
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/task"
 )
 
 // Error kinds raised by plans.
@@ -99,7 +100,7 @@ func (p *Plan) validate(params map[string]any) (map[string]any, error) {
 	for _, k := range sortedKeys(params) {
 		if declared[k] == nil {
 			msg := fmt.Sprintf("unknown parameter %q", k)
-			if best := closest(k, sortedKeys(declared)); best != "" {
+			if best := task.Closest(k, sortedKeys(declared)); best != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", best)
 			}
 			problems = append(problems, msg)

@@ -191,7 +191,7 @@ func (idx *Index) Get(name string) (*Task, error) {
 		return t, nil
 	}
 	msg := fmt.Sprintf("could not find a task named %q", name)
-	if best := closest(name, sortedKeys(idx.tasks)); best != "" {
+	if best := Closest(name, sortedKeys(idx.tasks)); best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", best)
 	} else {
 		msg += "; run 'muster task show' for the list of tasks"
@@ -362,9 +362,9 @@ func (t *Task) resolve(idx *Index, entries []string) ([]File, error) {
 	return out, nil
 }
 
-// closest returns the candidate nearest to s by edit distance, or "" when
-// none is close enough to be a plausible typo.
-func closest(s string, cands []string) string {
+// Closest returns the candidate nearest to s by edit distance, or "" when
+// none is close enough to be a plausible typo (for "did you mean" hints).
+func Closest(s string, cands []string) string {
 	best, bestD := "", len(s)/3+2
 	for _, c := range cands {
 		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {

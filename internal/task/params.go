@@ -142,7 +142,7 @@ func (md *Metadata) Validate(taskName string, params map[string]any) (map[string
 			delete(out, k)
 		} else if md != nil && md.Parameters != nil && md.Parameters[k] == nil {
 			msg := fmt.Sprintf("unknown parameter %q", k)
-			if best := closest(k, sortedKeys(md.Parameters)); best != "" {
+			if best := Closest(k, sortedKeys(md.Parameters)); best != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", best)
 			}
 			add(k, "%s", msg)

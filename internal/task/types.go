@@ -524,7 +524,7 @@ func suggestType(name string) string {
 	for n := range simpleTypes {
 		names = append(names, n)
 	}
-	if best := closest(name, names); best != "" {
+	if best := Closest(name, names); best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	return ""
