@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test muster has, against real parts: OpenSSH sshd (started by
-# the tests themselves on random ports), sudo, and the local machine.
+# the tests themselves on random ports), sudo, a throwaway PostgreSQL cluster
+# (or MUSTER_TEST_POSTGRES_URL), SQLite, and the local machine.
 # Installs what is missing from Debian's packages when run as root.
 #
 #   scripts/test.sh            everything (what CI runs)
@@ -24,8 +25,15 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   mkdir -p /run/sshd && chmod 755 /run/sshd
 fi
-# The ssh tests must really run here: a missing sshd is a failure, not a skip.
+# The ssh and PostgreSQL tests must really run here: a missing sshd or
+# database is a failure, not a skip.
 export MUSTER_TEST_REQUIRE_SSHD=1
+export MUSTER_TEST_REQUIRE_POSTGRES=1
+if [ -z "${MUSTER_TEST_POSTGRES_URL:-}" ]; then
+  echo "==> starting a throwaway PostgreSQL cluster"
+  eval "$(scripts/pgtest.sh)"
+  trap 'scripts/pgtest.sh stop "$MUSTER_TEST_POSTGRES_DIR" >/dev/null 2>&1 || true' EXIT
+fi
 export CGO_ENABLED=${CGO_ENABLED:-1} # -race needs cgo; the shipped binary is built with CGO_ENABLED=0
 
 echo "==> gofmt"
@@ -50,7 +58,7 @@ if ldd /tmp/muster-test-build >/dev/null 2>&1; then echo "muster binary is not s
 rm -f /tmp/muster-test-build
 
 echo "==> go test -race (concurrent packages)"
-go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local
+go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local ./internal/sqlite ./internal/postgres
 
 echo "==> go test (everything)"
 go test -count=1 ./...

@@ -1,0 +1,94 @@
+// Package postgres is muster's shared queue store: muster.Store on
+// PostgreSQL through pgx/v5 (its database/sql driver), for several muster
+// servers on one database. Claims take a transaction-level advisory lock
+// per dispatch batch and lock their rows FOR UPDATE SKIP LOCKED; the
+// partial unique index on running runs per node is the final word.
+// Migrations are embedded and run on Open, under an advisory lock, in one
+// transaction.
+//
+// Leases are computed from each server's clock (StoreOptions.Now), so the
+// servers sharing a database must keep their clocks in sync (NTP) to well
+// within a lease TTL.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sort"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/sqlstore"
+)
+
+//go:embed migration/*.sql
+var migrations embed.FS
+
+// Store is a muster.Store on a PostgreSQL database.
+type Store struct {
+	*sqlstore.Store
+}
+
+var _ muster.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://... or a key=value DSN;
+// a search_path parameter selects the schema) and migrates it.
+func Open(ctx context.Context, url string, opts ...muster.StoreOption) (*Store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(16)
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return &Store{&sqlstore.Store{W: db, R: db, Opt: muster.NewStoreOptions(opts...), D: dialect}}, nil
+}
+
+// migrateLockKey serialises migrations of servers starting together.
+const migrateLockKey int64 = 0x6d7573746572 + 1
+
+// migrate applies the embedded migrations not yet recorded in
+// schema_migrations, all in one transaction under an advisory lock.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migration/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+		return err
+	}
+	for _, name := range names {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}

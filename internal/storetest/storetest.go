@@ -1,0 +1,193 @@
+// Package storetest is the conformance suite every muster.Store must pass.
+// An adapter's test calls Run with a factory that returns a fresh, empty,
+// migrated store built with the given options (the suite injects a manual
+// clock and a fixed jitter source).
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/muster-run/muster"
+)
+
+// Factory returns a fresh store for t, closed by t.Cleanup.
+type Factory func(t testing.TB, opts ...muster.StoreOption) muster.Store
+
+// Clock is a manual clock for StoreOptions.Now.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock starts a clock at a fixed instant.
+func NewClock() *Clock { return &Clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// env is one test's store and clock.
+type env struct {
+	t   *testing.T
+	s   muster.Store
+	clk *Clock
+	ctx context.Context
+}
+
+func setup(t *testing.T, newStore Factory, opts ...muster.StoreOption) *env {
+	clk := NewClock()
+	opts = append([]muster.StoreOption{muster.WithNow(clk.Now), muster.WithRand(func() float64 { return 0.5 }),
+		muster.WithRetryBackoff(10*time.Second, time.Minute)}, opts...)
+	return &env{t: t, s: newStore(t, opts...), clk: clk, ctx: context.Background()}
+}
+
+// Run runs the whole suite against stores from newStore.
+func Run(t *testing.T, newStore Factory) {
+	tests := []struct {
+		name string
+		fn   func(e *env)
+	}{
+		{"SubmitClaimComplete", testSubmitClaimComplete},
+		{"Invalid", testInvalid},
+		{"PriorityAgeAndBump", testPriorityAgeAndBump},
+		{"Scheduled", testScheduled},
+		{"Coalescing", testCoalescing},
+		{"OneRunningPerNode", testOneRunningPerNode},
+		{"DeepBacklogOnOneNode", testDeepBacklog},
+		{"DatabaseRejectsSecondRunning", testDatabaseRejectsSecondRunning},
+		{"ConcurrentClaimers", testConcurrentClaimers},
+		{"GlobalLimit", testGlobalLimit},
+		{"RetryBackoff", testRetryBackoff},
+		{"Continuous", testContinuous},
+		{"Recurring", testRecurring},
+		{"LeaseRescue", testLeaseRescue},
+		{"LeaseFailPolicy", testLeaseFailPolicy},
+		{"IdempotentCompletion", testIdempotentCompletion},
+		{"Cancel", testCancel},
+		{"CancelHandsOverSharedRun", testCancelHandsOver},
+		{"Stats", testStats},
+		{"ListJobs", testListJobs},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(setup(t, newStore)) })
+	}
+}
+
+// helpers
+
+func (e *env) submit(j muster.Job) muster.SubmitResult {
+	e.t.Helper()
+	if j.Kind == "" {
+		j.Kind = muster.JobCommand
+	}
+	if j.Spec == nil {
+		j.Spec = json.RawMessage(`{"command":"true"}`)
+	}
+	res, err := e.s.SubmitJob(e.ctx, j)
+	if err != nil {
+		e.t.Fatalf("SubmitJob: %v", err)
+	}
+	return res
+}
+
+func (e *env) claim(server string, limit, maxRunning int) []muster.Run {
+	e.t.Helper()
+	runs, err := e.s.ClaimRuns(e.ctx, muster.ClaimParams{Server: server, Limit: limit, LeaseTTL: 30 * time.Second, MaxRunning: maxRunning})
+	if err != nil {
+		e.t.Fatalf("ClaimRuns: %v", err)
+	}
+	return runs
+}
+
+func (e *env) complete(r muster.Run, o muster.Outcome) muster.Run {
+	e.t.Helper()
+	out, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: r.ID, Server: r.LeaseOwner, Attempt: r.Attempt, Outcome: o})
+	if err != nil {
+		e.t.Fatalf("CompleteRun(%d): %v", r.ID, err)
+	}
+	return out
+}
+
+func (e *env) job(id int64) muster.Job {
+	e.t.Helper()
+	j, err := e.s.GetJob(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetJob(%d): %v", id, err)
+	}
+	return j
+}
+
+func (e *env) run(id int64) muster.Run {
+	e.t.Helper()
+	r, err := e.s.GetRun(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetRun(%d): %v", id, err)
+	}
+	return r
+}
+
+func (e *env) runs(f muster.RunFilter) []muster.Run {
+	e.t.Helper()
+	rs, err := e.s.ListRuns(e.ctx, f)
+	if err != nil {
+		e.t.Fatalf("ListRuns: %v", err)
+	}
+	return rs
+}
+
+func nodes(rs []muster.Run) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Node)
+	}
+	return out
+}
+
+func (e *env) wantNodes(rs []muster.Run, want ...string) {
+	e.t.Helper()
+	if got := nodes(rs); !slices.Equal(got, want) {
+		e.t.Fatalf("claimed nodes %v, want %v", got, want)
+	}
+}
+
+func spec(s string) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"command":%q}`, s)) }
+
+// Benchmark measures the dispatch cycle: claim batches of 10 ready runs
+// spread over 1000 nodes, then complete each. b.N is the number of runs;
+// it reports claims/s (each claim followed by its completion).
+func Benchmark(b *testing.B, newStore Factory) {
+	ctx := context.Background()
+	s := newStore(b)
+	for i := 0; i < b.N; i += 1000 {
+		var ts []string
+		for n := range min(1000, b.N-i) {
+			ts = append(ts, fmt.Sprintf("node%04d", n))
+		}
+		if _, err := s.SubmitJob(ctx, muster.Job{Kind: muster.JobCommand, Targets: ts, Spec: spec(fmt.Sprint(i))}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; {
+		rs, err := s.ClaimRuns(ctx, muster.ClaimParams{Server: "bench", Limit: 10, LeaseTTL: time.Minute})
+		if err != nil || len(rs) == 0 {
+			b.Fatalf("claim after %d: %d runs, %v", done, len(rs), err)
+		}
+		for _, r := range rs {
+			if _, err := s.CompleteRun(ctx, muster.CompleteParams{RunID: r.ID, Server: "bench", Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		done += len(rs)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "claims/s")
+}

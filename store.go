@@ -1,0 +1,383 @@
+package muster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// This file is the durable job queue's vocabulary and the Store contract
+// that the sqlite and postgres adapters implement (see DESIGN.md, "The
+// server and its queue"). The invariants live in the database: every state
+// transition is one transaction, and a partial unique index on runs(node)
+// WHERE state='running' makes a second running run on a node impossible.
+//
+// Secrets are not handled here: a job's Spec is stored exactly as given, so
+// a caller must encrypt sensitive fields (sudo passwords, sensitive task
+// parameters) before SubmitJob and decrypt them after claiming.
+
+// JobKind is what a job runs.
+type JobKind string
+
+// The job kinds.
+const (
+	JobCommand JobKind = "command"
+	JobTask    JobKind = "task"
+	JobScript  JobKind = "script"
+	JobPlan    JobKind = "plan"
+)
+
+// Valid reports whether k is one of the known kinds.
+func (k JobKind) Valid() bool {
+	switch k {
+	case JobCommand, JobTask, JobScript, JobPlan:
+		return true
+	}
+	return false
+}
+
+// RunState is the state of one node-run.
+//
+//	scheduled -> pending -> running -> succeeded | failed | cancelled
+//	                          running -> retrying -> pending (after backoff)
+type RunState string
+
+// The run states.
+const (
+	// RunScheduled waits for its RunAt.
+	RunScheduled RunState = "scheduled"
+	// RunPending is ready to be claimed.
+	RunPending RunState = "pending"
+	// RunRunning is held by a server under a lease.
+	RunRunning RunState = "running"
+	// RunSucceeded, RunFailed and RunCancelled are final.
+	RunSucceeded RunState = "succeeded"
+	RunFailed    RunState = "failed"
+	RunCancelled RunState = "cancelled"
+	// RunRetrying failed and waits for its backoff to elapse.
+	RunRetrying RunState = "retrying"
+)
+
+// RunStates lists every run state, in lifecycle order.
+var RunStates = []RunState{RunScheduled, RunPending, RunRunning, RunRetrying, RunSucceeded, RunFailed, RunCancelled}
+
+// Final reports whether s is a terminal state.
+func (s RunState) Final() bool {
+	return s == RunSucceeded || s == RunFailed || s == RunCancelled
+}
+
+// LeasePolicy says what the rescuer does with a run whose lease expired
+// (its server died or lost the database).
+type LeasePolicy string
+
+// The lease-expiry policies.
+const (
+	// LeaseRetry requeues the run where it was in the queue. It does not
+	// consume a retry.
+	LeaseRetry LeasePolicy = "retry"
+	// LeaseFail marks the run failed.
+	LeaseFail LeasePolicy = "fail"
+)
+
+// JobState summarises a job's runs (see Job.State).
+type JobState string
+
+// The job states.
+const (
+	JobScheduled JobState = "scheduled" // nothing ready or running yet
+	JobPending   JobState = "pending"   // some run is ready, none running
+	JobRunning   JobState = "running"   // some run is running
+	JobSucceeded JobState = "succeeded" // every run succeeded
+	JobFailed    JobState = "failed"    // every run is final, some failed
+	JobCancelled JobState = "cancelled" // CancelJob was called
+)
+
+// Job is one request: a kind and spec against a list of targets. It becomes
+// one node-run per target.
+type Job struct {
+	ID      int64
+	Kind    JobKind
+	Spec    json.RawMessage // stored as given: encrypt secrets before submitting
+	Targets []string        // node names, one run each
+	// Priority: higher runs first. Default 0; negative values are allowed.
+	Priority   int
+	RunAt      time.Time     // not before; zero means now
+	Every      time.Duration // >0: after a node's run ends, its next run is due RunAt+Every later
+	Continuous bool          // after a node's run ends, its next run goes to the back of the queue
+	MaxRetries int           // extra attempts after a failure, with exponential backoff and jitter
+	Timeout    time.Duration // per run, enforced by the executor; 0 means none
+	// OnLeaseExpiry is LeaseRetry (the default) or LeaseFail.
+	OnLeaseExpiry LeasePolicy
+	CreatedBy     string
+	CreatedAt     time.Time
+	CancelledAt   time.Time // zero unless cancelled
+
+	// Filled in by GetJob and ListJobs: runs serving this job, by state.
+	// A coalesced run is counted in every job it serves.
+	Counts map[RunState]int
+}
+
+// State derives the job's state from CancelledAt and Counts.
+func (j Job) State() JobState {
+	c := j.Counts
+	switch {
+	case !j.CancelledAt.IsZero():
+		return JobCancelled
+	case c[RunRunning] > 0:
+		return JobRunning
+	case c[RunPending] > 0:
+		return JobPending
+	case c[RunScheduled] > 0 || c[RunRetrying] > 0:
+		return JobScheduled
+	case c[RunFailed] > 0 || c[RunCancelled] > 0:
+		return JobFailed
+	}
+	return JobSucceeded
+}
+
+// Run is one node-run: one attempt-carrying unit of work on one node.
+type Run struct {
+	ID       int64
+	JobID    int64 // the job that owns it (its retry, timeout and lease policy)
+	Node     string
+	Kind     JobKind
+	Spec     json.RawMessage
+	Priority int
+	State    RunState
+	// Attempt counts claims; it is 1 during the first run.
+	Attempt       int
+	MaxRetries    int
+	Timeout       time.Duration
+	OnLeaseExpiry LeasePolicy
+	RunAt         time.Time // when it became or becomes ready
+	CreatedAt     time.Time
+	StartedAt     time.Time // of the latest attempt
+	FinishedAt    time.Time
+	LeaseOwner    string
+	LeaseExpires  time.Time
+	ExitCode      int
+	Error         string
+	Result        json.RawMessage
+}
+
+// Wait is how long the run waited between becoming ready and starting.
+func (r Run) Wait() time.Duration { return r.StartedAt.Sub(r.RunAt) }
+
+// Outcome is how a run attempt ended.
+type Outcome string
+
+// The outcomes a server reports.
+const (
+	OutcomeSucceeded Outcome = "succeeded"
+	OutcomeFailed    Outcome = "failed"
+)
+
+// SubmitResult says which run serves each target of a new job.
+type SubmitResult struct {
+	Job Job
+	// Runs maps each target to the run serving it: a new one, or an
+	// existing pending run it was coalesced into.
+	Runs map[string]int64
+	// Coalesced lists the targets that merged into an existing run.
+	Coalesced []string
+}
+
+// ClaimParams asks for ready runs.
+type ClaimParams struct {
+	Server     string        // lease owner
+	Limit      int           // at most this many runs in this batch
+	LeaseTTL   time.Duration // lease length; renew with Heartbeat
+	MaxRunning int           // global cap on running runs across servers; 0 means no cap
+}
+
+// HeartbeatParams extends a server's leases.
+type HeartbeatParams struct {
+	Server   string
+	LeaseTTL time.Duration
+}
+
+// CompleteParams reports the end of a run attempt.
+type CompleteParams struct {
+	RunID    int64
+	Server   string
+	Attempt  int // the Run.Attempt that was claimed
+	Outcome  Outcome
+	ExitCode int
+	Error    string
+	Result   json.RawMessage
+}
+
+// JobFilter selects jobs for ListJobs, newest first.
+type JobFilter struct {
+	State    JobState // empty means any
+	BeforeID int64    // paging: only jobs with a smaller id; 0 means no bound
+	Limit    int      // 0 means 100
+}
+
+// RunFilter selects runs for ListRuns, by id.
+type RunFilter struct {
+	JobID  int64 // runs serving this job (including coalesced ones); 0 means any
+	Node   string
+	States []RunState
+	Limit  int // 0 means 1000
+}
+
+// Percentiles summarises a sample of durations.
+type Percentiles struct {
+	N             int
+	P50, P95, P99 time.Duration
+}
+
+// Stats is a snapshot of the queue.
+type Stats struct {
+	Counts map[RunState]int
+	// Ready runs (pending, or scheduled/retrying with RunAt passed), and the
+	// age of the oldest one: the signal to add capacity.
+	Ready          int
+	OldestReadyAge time.Duration
+	// Over the most recent finished runs (up to 1000).
+	Wait, RunTime Percentiles
+	// Finished runs in the last 1, 5 and 15 minutes.
+	Finished1m, Finished5m, Finished15m int
+}
+
+// Errors returned by a Store.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrLeaseLost = errors.New("lease lost: the run is no longer held by this server and attempt")
+	ErrInvalid   = errors.New("invalid request")
+)
+
+// Store is the durable queue. Implementations: internal/sqlite and
+// internal/postgres, both checked by internal/storetest.
+type Store interface {
+	// SubmitJob stores a job and one run per target in one transaction.
+	// A target that already has a pending or scheduled run of the same kind
+	// and spec is coalesced into it (one-shot jobs only): that run gets the
+	// higher of the two priorities and the earlier RunAt.
+	SubmitJob(ctx context.Context, job Job) (SubmitResult, error)
+	// ClaimRuns moves ready runs to running under a lease, best first
+	// (bumped, then priority, then oldest RunAt), at most one per node and
+	// never more than MaxRunning in total.
+	ClaimRuns(ctx context.Context, p ClaimParams) ([]Run, error)
+	// Heartbeat extends the leases the server still holds (including expired
+	// ones not yet rescued) and returns those runs' ids; a running run
+	// missing from the list was rescued, and its holder should stop it.
+	Heartbeat(ctx context.Context, p HeartbeatParams) ([]int64, error)
+	// CompleteRun records an attempt's end: success, final failure, or a
+	// retry after backoff. Continuous and recurring jobs get the node's next
+	// run in the same transaction. Repeating a completion is a no-op that
+	// returns the run; completing a run this server and attempt no longer
+	// holds returns ErrLeaseLost.
+	CompleteRun(ctx context.Context, p CompleteParams) (Run, error)
+	// CancelJob cancels the job's runs that have not started; running runs
+	// finish but the job is not repeated. A not-started run that another
+	// live job shares through coalescing is handed over to that job instead.
+	// It returns how many runs were cancelled.
+	CancelJob(ctx context.Context, id int64) (int, error)
+	// BumpJob moves the job's waiting runs to the front of the queue, ready now.
+	BumpJob(ctx context.Context, id int64) error
+	// RescueExpired handles running runs whose lease expired before now:
+	// requeued or failed per their job's LeasePolicy. Live leases are never
+	// touched. It returns the rescued runs' ids.
+	RescueExpired(ctx context.Context) ([]int64, error)
+	GetJob(ctx context.Context, id int64) (Job, error)
+	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
+	GetRun(ctx context.Context, id int64) (Run, error)
+	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
+	Stats(ctx context.Context) (Stats, error)
+	Close() error
+}
+
+// StoreOptions configures a Store. Build it with StoreOption values.
+type StoreOptions struct {
+	Now       func() time.Time // clock; default time.Now
+	Rand      func() float64   // jitter source in [0,1); default math/rand/v2
+	RetryBase time.Duration    // first retry delay before jitter; default 1s
+	RetryMax  time.Duration    // cap on the retry delay; default 10m
+}
+
+// StoreOption sets one StoreOptions field.
+type StoreOption func(*StoreOptions)
+
+// WithNow sets the store's clock (tests inject a fake one).
+func WithNow(now func() time.Time) StoreOption { return func(o *StoreOptions) { o.Now = now } }
+
+// WithRand sets the jitter source, which must return values in [0,1).
+func WithRand(r func() float64) StoreOption { return func(o *StoreOptions) { o.Rand = r } }
+
+// WithRetryBackoff sets the first retry delay and the cap.
+func WithRetryBackoff(base, max time.Duration) StoreOption {
+	return func(o *StoreOptions) { o.RetryBase, o.RetryMax = base, max }
+}
+
+// NewStoreOptions applies opts over the defaults.
+func NewStoreOptions(opts ...StoreOption) StoreOptions {
+	o := StoreOptions{Now: time.Now, Rand: rand.Float64, RetryBase: time.Second, RetryMax: 10 * time.Minute}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// RetryDelay is the backoff before the retry that follows attempt (1-based):
+// base*2^(attempt-1), capped, with "equal jitter": half fixed, half random.
+func (o StoreOptions) RetryDelay(attempt int) time.Duration {
+	d := o.RetryBase
+	for i := 1; i < attempt && d < o.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, o.RetryMax)
+	return d/2 + time.Duration(o.Rand()*float64(d/2))
+}
+
+// Validate checks a job before it is submitted and fills in defaults.
+func (j *Job) Validate() error {
+	switch {
+	case !j.Kind.Valid():
+		return errors.Join(ErrInvalid, errors.New("unknown job kind "+string(j.Kind)))
+	case len(j.Targets) == 0:
+		return errors.Join(ErrInvalid, errors.New("a job needs at least one target"))
+	case j.MaxRetries < 0 || j.Every < 0 || j.Timeout < 0:
+		return errors.Join(ErrInvalid, errors.New("negative retries, interval or timeout"))
+	case j.Every > 0 && j.Continuous:
+		return errors.Join(ErrInvalid, errors.New("a job is either recurring or continuous"))
+	}
+	if len(j.Spec) == 0 {
+		j.Spec = json.RawMessage("{}")
+	}
+	if !json.Valid(j.Spec) {
+		return errors.Join(ErrInvalid, errors.New("spec is not valid JSON"))
+	}
+	switch j.OnLeaseExpiry {
+	case "":
+		j.OnLeaseExpiry = LeaseRetry
+	case LeaseRetry, LeaseFail:
+	default:
+		return errors.Join(ErrInvalid, errors.New("unknown lease policy "+string(j.OnLeaseExpiry)))
+	}
+	seen := map[string]bool{}
+	for _, t := range j.Targets {
+		if t == "" || seen[t] {
+			return errors.Join(ErrInvalid, errors.New("empty or duplicate target "+t))
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+// PercentilesOf computes nearest-rank percentiles of ds (which it sorts).
+func PercentilesOf(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(ds)
+	at := func(p int) time.Duration {
+		i := (p*len(ds) + 99) / 100 // ceil(p/100*n), 1-based
+		return ds[max(i, 1)-1]
+	}
+	return Percentiles{N: len(ds), P50: at(50), P95: at(95), P99: at(99)}
+}
