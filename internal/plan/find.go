@@ -32,6 +32,9 @@ type Plan struct {
 	Private    bool
 	// Kind is KindYAML or KindStarlark.
 	Kind string
+	// Batch is the plan's own rolling execution (YAML top-level batch,
+	// canary, max_failures and pause keys): the default of every step.
+	Batch Batch
 	// Err is the load error (a *LoadError) when the plan is unusable;
 	// Index.Get returns it, List still lists the plan.
 	Err error

@@ -72,6 +72,9 @@ func (rs *runState) runPlan(p *Plan, params map[string]any) (any, error) {
 	}
 	child := *rs
 	child.stack = append(append([]string{}, rs.stack...), p.Name)
+	if child.o.Batch.IsZero() {
+		child.o.Batch = p.Batch // the plan's own batch keys, below the command line's
+	}
 	if p.star != nil {
 		return child.runStarlark(p, vals)
 	}

@@ -150,8 +150,18 @@ func LoadYAML(name, file string, data []byte) (*Plan, error) {
 			stepsNode = v
 		case "return":
 			retNode = v
+		case "batch", "canary", "max_failures", "pause":
+			// muster's extension: roll every step of the plan through the
+			// targets in batches, unless a step or the command line says otherwise.
+			var x any
+			if v.Kind != yaml.ScalarNode || v.Decode(&x) != nil {
+				return nil, l.errf(v.Line, "%s must be a number, a percentage or a duration", k.Value)
+			}
+			if err := applyBatchKey(&p.Batch, k.Value, x); err != nil {
+				return nil, l.errf(v.Line, "%s: %v", k.Value, err)
+			}
 		default:
-			return nil, l.errf(k.Line, "unknown top-level key %q (expected description, parameters, private, steps, return or version)", k.Value)
+			return nil, l.errf(k.Line, "unknown top-level key %q (expected description, parameters, private, steps, return, version, or batch, canary, max_failures and pause)", k.Value)
 		}
 	}
 	if stepsNode == nil {

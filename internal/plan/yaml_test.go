@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -262,5 +263,31 @@ func TestLoadErrorBeforeTargets(t *testing.T) {
 	_, err := LoadYAML("x", "late.yaml", []byte(src))
 	if err == nil || !strings.HasPrefix(err.Error(), "late.yaml:4:") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPlanLevelBatchIsEveryStepsDefault(t *testing.T) {
+	p, err := LoadYAML("m::rolled", "rolled.yaml", []byte(`parameters:
+  targets: {type: TargetSpec}
+batch: 25%
+canary: 1
+max_failures: 2
+pause: 1s
+steps:
+  - command: "true"
+    targets: $targets
+  - command: "false"
+    targets: $targets
+    batch: 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Batch{Percent: 25, Canary: 1, MaxFailures: 2, MaxFailuresSet: true, Pause: time.Second}
+	if p.Batch != want {
+		t.Fatalf("plan batch = %+v, want %+v", p.Batch, want)
+	}
+	if _, err := LoadYAML("m::bad", "bad.yaml", []byte("batch: lots\nsteps: []\n")); err == nil || !strings.Contains(err.Error(), "bad.yaml:1") {
+		t.Errorf("bad plan-level batch: err = %v, want one naming bad.yaml:1", err)
 	}
 }
