@@ -172,3 +172,11 @@ func nilWriters(t *muster.Target, opts Options) (io.Writer, io.Writer) {
 	}
 	return opts.Stream(t)
 }
+
+// Release tells t's transport that this run is done with t, when the
+// transport keeps per-target state (the SSH pool closes the connection).
+func (r *Runner) Release(t *muster.Target) {
+	if tr, ok := r.Transports[t.Transport].(interface{ Release(*muster.Target) }); ok {
+		tr.Release(t)
+	}
+}

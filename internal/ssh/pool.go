@@ -270,3 +270,31 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// Release closes tg's pooled connection now, for callers that know they
+// are done with the target (a one-action run), so the target's sshd
+// processes end at once instead of idling until Close, and the client
+// holds half the memory. A later Exec on tg connects again.
+func (t *Transport) Release(tg *muster.Target) {
+	p, err := t.resolve(tg)
+	if err != nil {
+		return
+	}
+	key := p.poolKey()
+	t.mu.Lock()
+	s := t.conns[key]
+	if s != nil {
+		select {
+		case <-s.ready:
+			if s.c != nil {
+				delete(t.conns, key)
+			}
+		default:
+			s = nil // still dialling: leave it to Close
+		}
+	}
+	t.mu.Unlock()
+	if s != nil && s.c != nil {
+		s.c.client.Close()
+	}
+}

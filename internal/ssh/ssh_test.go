@@ -442,3 +442,21 @@ func TestSessionQueueRespectsContext(t *testing.T) {
 		t.Errorf("queued exec after the slot freed: %v", err)
 	}
 }
+
+func TestReleaseClosesTheConnection(t *testing.T) {
+	s := sshtest.Start(t, sshtest.Options{})
+	tr := ssh.New(ssh.Options{KnownHostsFiles: []string{s.KnownHostsFile}, SSHConfigFile: "none"})
+	t.Cleanup(func() { tr.Close() })
+	tg := &muster.Target{Name: "web1", Transport: "ssh", Host: "127.0.0.1", Port: s.Port, User: s.User,
+		Config: map[string]any{"ssh": map[string]any{"private-key": s.ClientKeyFile}}}
+	for i := 0; i < 2; i++ {
+		if code, err := tr.Exec(context.Background(), tg, &muster.Command{Line: "true"}); err != nil || code != 0 {
+			t.Fatalf("exec %d: %d %v", i, code, err)
+		}
+		tr.Release(tg)
+	}
+	if n := s.ConnectionsAccepted(); n != 2 {
+		t.Errorf("sshd accepted %d connections, want 2 (one per Exec after Release)", n)
+	}
+	tr.Release(&muster.Target{Name: "never-used", Transport: "ssh", Host: "127.0.0.1", Port: 1})
+}
