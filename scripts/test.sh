@@ -2,7 +2,8 @@
 # Runs every test muster has, against real parts: OpenSSH sshd (started by
 # the tests themselves on random ports), sudo, a throwaway PostgreSQL cluster
 # (or MUSTER_TEST_POSTGRES_URL), SQLite, and the local machine.
-# Installs what is missing from Debian's packages when run as root.
+# Installs what is missing from Debian's packages when run as root (ruby is
+# there for the Ruby task tests; python3 and perl come with Debian).
 #
 #   scripts/test.sh            everything (what CI runs)
 #   FUZZTIME=30s scripts/test.sh   longer fuzzing
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in openssh-server openssh-client sudo tar; do
+for p in openssh-server openssh-client sudo tar ruby; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ((${#need_pkgs[@]})); then

@@ -58,6 +58,7 @@ func TestTaskInputMethodsAndLanguages(t *testing.T) {
 		{"files and _installdir", []string{"demo::installed"}, map[string]any{"helper": "from lib", "data": "shared data", "installdir_ok": true}},
 		{"implementation by features", []string{"demo::multi"}, map[string]any{"impl": "posix"}},
 		{"noop", []string{"demo::careful", "--noop"}, map[string]any{"changed": false, "noop": true}},
+		{"ruby, stdin", []string{"demo::rubyish", `words=["a","b"]`, "count=2"}, map[string]any{"words": []any{"A", "B", "A", "B"}, "task": "demo::rubyish"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +85,7 @@ func TestTaskFailures(t *testing.T) {
 		{"non-zero exit", []string{"demo::fails"}, "muster/task-error", "exit code 3"},
 		{"_error with exit 0", []string{"demo::ownerror"}, "demo/oops", "the widget is on fire"},
 		{"no implementation", []string{"demo::winonly"}, "muster/no-implementation", "No suitable implementation of demo::winonly"},
+		{"ruby _error with exit 1", []string{"demo::rubyish", `words=["a"]`, "count=0"}, "demo/bad-count", "count must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
