@@ -19,7 +19,8 @@
 // eval, with name, description, targets, parameters, arguments, env_vars,
 // run_as, catch_errors and noop as Bolt allows them per kind, plus
 // muster's rolling options batch (N or "N%"), canary (N), max_failures (N
-// or "N%") and pause ("30s"). A resources step is rejected. Everything,
+// or "N%") and pause ("30s"); the same four keys at the top level of the
+// plan are the default of every step. A resources step is rejected. Everything,
 // including every expression and the variables it uses, is checked at load
 // time; a *LoadError names the file and line.
 //
@@ -70,8 +71,9 @@
 // ...} (or just the type string); main takes them by name (def
 // main(targets, version="1.0")) or as **params. Without PARAMS, main's
 // parameters are the plan's, typed NotUndef (required) or Any (with a
-// default). DESCRIPTION (or main's docstring) and PRIVATE are optional
-// globals. Plan actions may only be called from
+// default). DESCRIPTION (or main's docstring), PRIVATE and BATCH (a dict
+// of batch, canary, max_failures and pause, the default of every action)
+// are optional globals. Plan actions may only be called from
 // main, not at the top level, which runs at load time.
 //
 // Builtins: run_command(cmd, targets), run_script(script, targets,

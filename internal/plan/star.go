@@ -23,7 +23,7 @@ const rsKey = "muster.runState"
 var starOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true}
 
 // loadStarlark executes the file's top level (plan actions are refused
-// there) and reads DESCRIPTION, PRIVATE, PARAMS and main.
+// there) and reads DESCRIPTION, PRIVATE, PARAMS, BATCH and main.
 func loadStarlark(name, file string, data []byte) (*Plan, error) {
 	thread := &starlark.Thread{Name: "load " + name, Print: func(*starlark.Thread, string) {}}
 	// The top level runs at discovery: bound it so a stray loop cannot hang.
@@ -56,6 +56,27 @@ func loadStarlark(name, file string, data []byte) (*Plan, error) {
 			return nil, lerr("PRIVATE must be True or False")
 		}
 		p.Private = bool(b)
+	}
+	if v, ok := globals["BATCH"]; ok {
+		// muster's extension, as the YAML plan's top-level batch keys:
+		// BATCH = {"batch": "10%", "canary": 1, "max_failures": 2, "pause": "30s"}
+		d, isDict := v.(*starlark.Dict)
+		if !isDict {
+			return nil, lerr("BATCH must be a dict of batch, canary, max_failures and pause")
+		}
+		for _, item := range d.Items() {
+			k, isStr := starlark.AsString(item[0])
+			if !isStr || (k != "batch" && k != "canary" && k != "max_failures" && k != "pause") {
+				return nil, lerr("BATCH: unknown key %s (expected batch, canary, max_failures or pause)", item[0])
+			}
+			val, err := fromStar(item[1])
+			if err != nil {
+				return nil, lerr("BATCH[%q]: %v", k, err)
+			}
+			if err := applyBatchKey(&p.Batch, k, val); err != nil {
+				return nil, lerr("BATCH[%q]: %v", k, err)
+			}
+		}
 	}
 	mainParams := map[string]bool{}
 	for i := 0; i < fn.NumParams(); i++ {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -113,5 +114,21 @@ func TestStarlarkLoadErrors(t *testing.T) {
 	p, err := loadStarlark("x", "p.star", []byte("def main(targets, n = 3):\n    return n\n"))
 	if err != nil || len(p.Parameters) != 2 || !p.Parameters[0].Required() || p.Parameters[1].Default != int64(3) {
 		t.Errorf("signature params: %v %+v", err, p)
+	}
+}
+
+func TestStarlarkPlanLevelBatch(t *testing.T) {
+	p, err := loadStarlark("m::rolled", "rolled.star", []byte(`BATCH = {"batch": "25%", "canary": 1, "max_failures": 2, "pause": "1s"}
+def main(targets):
+    return run_command("true", targets).ok
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Batch{Percent: 25, Canary: 1, MaxFailures: 2, MaxFailuresSet: true, Pause: time.Second}); p.Batch != want {
+		t.Fatalf("plan batch = %+v, want %+v", p.Batch, want)
+	}
+	if _, err := loadStarlark("m::bad", "bad.star", []byte("BATCH = {\"size\": 3}\ndef main():\n    pass\n")); err == nil || !strings.Contains(err.Error(), "size") {
+		t.Errorf("unknown BATCH key: err = %v", err)
 	}
 }
