@@ -165,7 +165,8 @@ func (a *app) showPlan(p *plan.Plan) error {
 }
 
 func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag string) error {
-	if err := a.checkFormat(); err != nil {
+	opts, rolling, err := a.runSettings()
+	if err != nil {
 		return err
 	}
 	idx, err := a.planIndex()
@@ -186,14 +187,6 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 		}
 		params["targets"] = strings.Join(a.flags.targets, ",")
 	}
-	env, err := a.flags.env()
-	if err != nil {
-		return err
-	}
-	rolling, err := a.flags.rolling()
-	if err != nil {
-		return err
-	}
 	inv, err := a.loadInventory(c)
 	if err != nil {
 		return err
@@ -202,8 +195,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	if err != nil {
 		return err
 	}
-	sudoPW, err := a.flags.sudoPassword()
-	if err != nil {
+	if opts.SudoPassword, err = a.flags.sudoPassword(); err != nil {
 		return err
 	}
 	dir, err := a.projectDir()
@@ -212,8 +204,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	}
 	runner, closeRunner := a.newRunner()
 	defer closeRunner()
-	pr := &planRunner{a: a, inv: inv, tasks: tasks, runner: runner, project: dir,
-		opts: action.Options{Env: env, RunAs: a.flags.runAs, SudoPassword: sudoPW, TmpDir: a.flags.tmpdir}}
+	pr := &planRunner{a: a, inv: inv, tasks: tasks, runner: runner, project: dir, opts: opts}
 	if a.flags.stream {
 		pr.opts.Stream = output.NewStream(a.stdout, nil).Writers
 	}

@@ -22,20 +22,7 @@ type actionFunc func(ctx context.Context, r *action.Runner, t *muster.Target, op
 // runAction resolves the targets, fans fn out over them and prints the
 // results. It returns errFailedRun when any target failed.
 func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) error {
-	if err := a.checkFormat(); err != nil {
-		return err
-	}
-	if a.flags.concurrency < 1 {
-		return usagef("--concurrency must be at least 1, got %d", a.flags.concurrency)
-	}
-	if a.flags.timeout < 0 {
-		return usagef("--timeout must be positive, got %s", a.flags.timeout)
-	}
-	env, err := a.flags.env()
-	if err != nil {
-		return err
-	}
-	rolling, err := a.flags.rolling()
+	opts, rolling, err := a.runSettings()
 	if err != nil {
 		return err
 	}
@@ -43,14 +30,11 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	if err != nil {
 		return err
 	}
-	sudoPW, err := a.flags.sudoPassword()
-	if err != nil {
+	if opts.SudoPassword, err = a.flags.sudoPassword(); err != nil {
 		return err
 	}
-
 	runner, closeRunner := a.newRunner()
 	defer closeRunner()
-	opts := action.Options{Env: env, RunAs: a.flags.runAs, SudoPassword: sudoPW, TmpDir: a.flags.tmpdir}
 
 	printer, stream := a.printer(len(targets))
 	if stream != nil {
@@ -82,6 +66,30 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 		}
 	}
 	return nil
+}
+
+// runSettings checks the flags every run shares (format, concurrency,
+// timeout, environment, rolling) and returns the action options, without
+// the sudo password, which is asked for only once the targets resolve.
+func (a *app) runSettings() (action.Options, *executor.Rolling, error) {
+	if err := a.checkFormat(); err != nil {
+		return action.Options{}, nil, err
+	}
+	if a.flags.concurrency < 1 {
+		return action.Options{}, nil, usagef("--concurrency must be at least 1, got %d", a.flags.concurrency)
+	}
+	if a.flags.timeout < 0 {
+		return action.Options{}, nil, usagef("--timeout must be positive, got %s", a.flags.timeout)
+	}
+	env, err := a.flags.env()
+	if err != nil {
+		return action.Options{}, nil, err
+	}
+	rolling, err := a.flags.rolling()
+	if err != nil {
+		return action.Options{}, nil, err
+	}
+	return action.Options{Env: env, RunAs: a.flags.runAs, TmpDir: a.flags.tmpdir}, rolling, nil
 }
 
 func (a *app) checkFormat() error {
