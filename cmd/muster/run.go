@@ -49,9 +49,7 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 		Finished:    printer.Result,
 	}, name, object, func(ctx context.Context, t *muster.Target) *muster.Result {
 		res := fn(ctx, runner, t, opts)
-		if name != "task" { // a task's cache is removed over the same connection at the end
-			runner.Release(t)
-		}
+		runner.Release(t)
 		return res
 	})
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(c.Context()), 30*time.Second)

@@ -175,7 +175,11 @@ func nilWriters(t *muster.Target, opts Options) (io.Writer, io.Writer) {
 
 // Release tells t's transport that this run is done with t, when the
 // transport keeps per-target state (the SSH pool closes the connection).
+// A target holding a task cache keeps its connection for Cleanup.
 func (r *Runner) Release(t *muster.Target) {
+	if r.cache.holds(t.Name) {
+		return
+	}
 	if tr, ok := r.Transports[t.Transport].(interface{ Release(*muster.Target) }); ok {
 		tr.Release(t)
 	}

@@ -25,14 +25,24 @@ type escalation struct {
 	marker   string
 }
 
-// newEscalation returns nil when no escalation is needed: run-as is unset,
-// or names the login user (as in Bolt).
-func newEscalation(t *muster.Target, opts Options) *escalation {
+// runAsUser returns the user an action on t runs as through sudo, or ""
+// when no escalation is needed: run-as is unset, or names the login user
+// (as in Bolt).
+func runAsUser(t *muster.Target, opts Options) string {
 	user := opts.RunAs
 	if user == "" {
 		user = configString(t, "run-as")
 	}
-	if user == "" || user == t.User {
+	if user == t.User {
+		return ""
+	}
+	return user
+}
+
+// newEscalation returns nil when no escalation is needed (see runAsUser).
+func newEscalation(t *muster.Target, opts Options) *escalation {
+	user := runAsUser(t, opts)
+	if user == "" {
 		return nil
 	}
 	pw := opts.SudoPassword

@@ -167,11 +167,7 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 	if tr.Noop && !tr.Task.Metadata.SupportsNoop {
 		return failed(t, "task", name, muster.Errorf(muster.KindInvalid, "Task %s does not support noop", name))
 	}
-	esc := newEscalation(t, opts)
-	runAs := ""
-	if esc != nil {
-		runAs = esc.user
-	}
+	runAs := runAsUser(t, opts)
 	e := r.cache.entry(t.Name+"\x00"+runAs+"\x00"+p.hash, t, opts, func(token string) string {
 		return r.tmpdir(t, opts) + "/muster." + token
 	})
@@ -335,6 +331,19 @@ func writeEnv(w *bytes.Buffer, env map[string]string) error {
 	return nil
 }
 
+// holds reports whether this runner unpacked tasks on the target named
+// name, whose cache Cleanup will remove over the same connection.
+func (c *taskCache) holds(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.have {
+		if e.target.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Cleanup removes the task cache from every target where this runner
 // unpacked tasks: one channel per target (and run-as user) per process.
 func (r *Runner) Cleanup(ctx context.Context) {
@@ -342,7 +351,7 @@ func (r *Runner) Cleanup(ctx context.Context) {
 	dirs := map[string]*cacheEntry{}
 	for _, e := range r.cache.have {
 		if e.present {
-			dirs[e.target.Name+"\x00"+e.dir+"\x00"+e.opts.RunAs] = e
+			dirs[e.target.Name+"\x00"+e.dir+"\x00"+runAsUser(e.target, e.opts)] = e
 		}
 	}
 	r.cache.have = nil
