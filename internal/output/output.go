@@ -118,21 +118,18 @@ func (h *Human) clear() {
 func (h *Human) Result(r *muster.Result) {
 	h.clear()
 	var b strings.Builder
-	if r.OK() {
+	notRun := !r.OK() && r.Error.Details["started"] == false
+	switch {
+	case r.OK():
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("32", "Finished on"), r.Target)
-	} else if r.Error.Details["started"] == false {
+	case notRun:
 		why := strings.TrimPrefix(r.Error.Msg, "not run on "+r.Target+": ")
 		fmt.Fprintf(&b, "%s %s: %s\n", h.paint("33", "Not run on"), r.Target, why)
-		io.WriteString(h.w, b.String())
-		if h.bar != nil {
-			h.bar.Add()
-		}
-		return
-	} else {
+	default:
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("31", "Failed on"), r.Target)
 		indent(&b, "  ", r.Error.Msg)
 	}
-	if !h.quiet {
+	if !h.quiet && !notRun {
 		h.value(&b, r)
 	}
 	io.WriteString(h.w, b.String())
