@@ -193,19 +193,24 @@ func (t *tupleT) Check(v any) error {
 	return nil
 }
 func (t *tupleT) String() string {
-	if len(t.ts) == 0 {
+	n := int64(len(t.ts))
+	if n == 0 && t.min == 0 && t.max == math.MaxInt64 {
 		return "Tuple"
 	}
-	s := "Tuple[" + joinTypes(t.ts)
-	n := int64(len(t.ts))
-	if t.min != n || t.max != n {
-		if t.max == math.MaxInt64 {
-			s += fmt.Sprintf(", %d, default", t.min)
-		} else {
-			s += fmt.Sprintf(", %d, %d", t.min, t.max)
-		}
+	var parts []string
+	if n > 0 {
+		parts = append(parts, joinTypes(t.ts))
 	}
-	return s + "]"
+	// A tuple without types and the default bounds, or with types and
+	// exactly that many elements, needs no size parameters.
+	if n == 0 || t.min != n || t.max != n {
+		hi := "default"
+		if t.max != math.MaxInt64 {
+			hi = fmt.Sprint(t.max)
+		}
+		parts = append(parts, fmt.Sprint(t.min), hi)
+	}
+	return "Tuple[" + strings.Join(parts, ", ") + "]"
 }
 func (t *tupleT) Optional() bool    { return false }
 func (t *tupleT) WantsString() bool { return false }
