@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/muster-run/muster"
@@ -38,9 +39,37 @@ type slot struct {
 // conn is one pooled SSH connection.
 type conn struct {
 	client     *xssh.Client
+	tcp        *net.TCPConn  // the socket under client; nil through a bastion
 	sem        chan struct{} // one token per open session (MaxSessions)
 	handshakes chan struct{} // unauthenticated connections through this host
 	done       chan struct{} // closed when the connection is gone
+	bastion    atomic.Bool   // some target was reached through it
+}
+
+// close ends the connection on purpose (Release, Close).
+//
+// When nothing runs on it, the TCP connection is reset (SO_LINGER 0)
+// instead of shut down with a FIN. x/crypto/ssh cannot send
+// SSH_MSG_DISCONNECT, which is how OpenSSH's client ends a connection, and
+// sshd treats a FIN as an orderly end: its session process returns through
+// its main loop, asks the privileged monitor to terminate, the monitor
+// reaps it, and both run their exit handlers (OpenSSL cleanup and more).
+// On a reset, as on SSH_MSG_DISCONNECT, both just _exit. bench/fanout/sshdcpu
+// measured the difference at ~3 ms of sshd CPU per connection (of ~28),
+// and ~300 fewer page faults. Nothing is lost: every channel on it has
+// been closed by both sides (the server's exit status and close arrived
+// before Exec returned, and x/crypto answered the close at once), so the
+// only thing sshd reads after it is the reset, which it logs as "Read
+// error from remote host ...: Connection reset by peer" instead of
+// "Connection closed by ...". A connection that holds a session at that
+// moment (a cancelled command, or the Transport closed under one), or that
+// was used as a bastion, is closed with a FIN, so that whatever is queued
+// on it (a signal, a channel close) still reaches the server.
+func (c *conn) close() {
+	if c.tcp != nil && len(c.sem) == 0 && !c.bastion.Load() {
+		c.tcp.SetLinger(0)
+	}
+	c.client.Close()
 }
 
 func (c *conn) alive() bool {
@@ -210,6 +239,7 @@ func (t *Transport) dial(p *params) (*conn, error) {
 		case <-jc.done:
 			return nil, t.dialError(ctx, p, errDead)
 		}
+		jc.bastion.Store(true)
 		nc, err = jc.client.DialContext(ctx, "tcp", p.addr())
 		if err != nil {
 			return nil, t.dialError(ctx, p, err)
@@ -232,8 +262,10 @@ func (t *Transport) dial(p *params) (*conn, error) {
 		nc.Close()
 		return nil, t.dialError(ctx, p, err)
 	}
+	tcp, _ := nc.(*net.TCPConn)
 	return &conn{
 		client:     xssh.NewClient(sc, chans, reqs),
+		tcp:        tcp,
 		sem:        make(chan struct{}, t.opts.MaxSessions),
 		handshakes: make(chan struct{}, maxHandshakesPerBastion),
 		done:       make(chan struct{}),
@@ -295,6 +327,6 @@ func (t *Transport) Release(tg *muster.Target) {
 	}
 	t.mu.Unlock()
 	if s != nil && s.c != nil {
-		s.c.client.Close()
+		s.c.close()
 	}
 }

@@ -116,7 +116,7 @@ func (t *Transport) Close() error {
 		select {
 		case <-s.ready:
 			if s.c != nil {
-				s.c.client.Close()
+				s.c.close()
 			}
 		default: // the dialler closes it when it sees t.ctx done
 		}

@@ -2,6 +2,9 @@ package ssh_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -11,12 +14,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/ssh"
 	"github.com/muster-run/muster/internal/sshtest"
 	"github.com/muster-run/muster/internal/transporttest"
+	xssh "golang.org/x/crypto/ssh"
 )
 
 func TestMain(m *testing.M) {
@@ -459,4 +464,77 @@ func TestReleaseClosesTheConnection(t *testing.T) {
 		t.Errorf("sshd accepted %d connections, want 2 (one per Exec after Release)", n)
 	}
 	tr.Release(&muster.Target{Name: "never-used", Transport: "ssh", Host: "127.0.0.1", Port: 1})
+}
+
+// An idle connection is reset rather than closed with a FIN (sshd's cheap
+// exit path, as after OpenSSH's SSH_MSG_DISCONNECT), and only once sshd has
+// closed the session.
+func TestReleaseResetsIdleConnection(t *testing.T) {
+	s := sshtest.Start(t, sshtest.Options{})
+	tr := newTransport(t, s)
+	tg := target(s, nil)
+	if r := run(t, tr, tg, "true"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	tr.Release(tg)
+	for i := 0; s.CountLog("reset by peer") == 0; i++ {
+		if i > 500 {
+			t.Fatal(`sshd logged no "reset by peer" after Release`)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.CountLog("Close session: "); n != 1 {
+		t.Errorf("sshd closed %d sessions before the reset, want 1", n)
+	}
+	if n := s.CountLog("Connection closed by"); n != 0 {
+		t.Errorf("sshd saw %d orderly closes, want 0", n)
+	}
+}
+
+// A server with an RSA and an Ed25519 host key (and no ECDSA one) is asked
+// for Ed25519, which is far cheaper for sshd to sign than RSA (x/crypto's
+// default order would pick RSA), with the host key check off and with
+// known_hosts listing the RSA key first.
+func TestHostKeyPreference(t *testing.T) {
+	dir, err := os.MkdirTemp("", "muster-hostkey-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := xssh.MarshalPrivateKey(rk, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaFile := filepath.Join(dir, "host_rsa")
+	if err := os.WriteFile(rsaFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rsaPub, err := xssh.NewPublicKey(&rk.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sshtest.Start(t, sshtest.Options{LogLevel: "DEBUG1", ExtraConfig: "HostKey " + rsaFile})
+	kh := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", s.Port, xssh.MarshalAuthorizedKey(rsaPub))
+	if err := os.WriteFile(kh, []byte(line+mustRead(t, s.KnownHostsFile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []map[string]any{
+		{"private-key": s.ClientKeyFile, "host-key-check": false},
+		{"private-key": s.ClientKeyFile},
+	} {
+		tr := ssh.New(ssh.Options{KnownHostsFiles: []string{kh}, SSHConfigFile: "none"})
+		r := run(t, tr, target(s, cfg), "echo ok")
+		tr.Close()
+		if r.Err != nil || r.Stdout != "ok\n" {
+			t.Fatalf("%v: got %+v", cfg, r)
+		}
+	}
+	if n := s.CountLog("kex: host key algorithm: ssh-ed25519"); n != 2 {
+		t.Errorf("sshd signed with Ed25519 in %d handshakes, want 2 (rsa: %d)", n, s.CountLog("kex: host key algorithm: rsa"))
+	}
 }
