@@ -59,3 +59,40 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Value  map[string]any `json:"value"`
 	}{r.Target, r.Action, object, r.Status(), value})
 }
+
+// UnmarshalJSON reads what MarshalJSON writes (a stored job result, or a
+// Bolt result): value._error becomes Error.
+func (r *Result) UnmarshalJSON(data []byte) error {
+	var w struct {
+		Target string                     `json:"target"`
+		Action string                     `json:"action"`
+		Object *string                    `json:"object"`
+		Value  map[string]json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*r = Result{Target: w.Target, Action: w.Action}
+	if w.Object != nil {
+		r.Object = *w.Object
+	}
+	for k, raw := range w.Value {
+		if k == "_error" {
+			var e Error
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return err
+			}
+			r.Error = &e
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		if r.Value == nil {
+			r.Value = map[string]any{}
+		}
+		r.Value[k] = v
+	}
+	return nil
+}

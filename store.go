@@ -75,8 +75,9 @@ type LeasePolicy string
 
 // The lease-expiry policies.
 const (
-	// LeaseRetry requeues the run where it was in the queue. It does not
-	// consume a retry.
+	// LeaseRetry requeues the run where it was in the queue. The lost
+	// attempt still counts (Attempt goes up), so a run that later fails
+	// has one retry fewer left.
 	LeaseRetry LeasePolicy = "retry"
 	// LeaseFail marks the run failed.
 	LeaseFail LeasePolicy = "fail"
@@ -210,6 +211,23 @@ type CompleteParams struct {
 	Result   json.RawMessage
 }
 
+// CancelResult says what CancelJob did.
+type CancelResult struct {
+	// Cancelled counts the job's runs that had not started and now never
+	// will.
+	Cancelled int
+	// Stopping counts the job's running runs that were asked to stop (see
+	// Store.CancelRequested); each ends cancelled once its holder stops it,
+	// or succeeded if it finished first.
+	Stopping int
+}
+
+// CompleteResult is one completion's outcome in CompleteRuns.
+type CompleteResult struct {
+	Run Run
+	Err error
+}
+
 // JobFilter selects jobs for ListJobs, newest first.
 type JobFilter struct {
 	State    JobState // empty means any
@@ -269,26 +287,66 @@ type Store interface {
 	Heartbeat(ctx context.Context, p HeartbeatParams) ([]int64, error)
 	// CompleteRun records an attempt's end: success, final failure, or a
 	// retry after backoff. Continuous and recurring jobs get the node's next
-	// run in the same transaction. Repeating a completion is a no-op that
-	// returns the run; completing a run this server and attempt no longer
-	// holds returns ErrLeaseLost.
+	// run in the same transaction. A failed attempt of a run whose cancel
+	// was requested (CancelJob) ends the run cancelled instead, keeping the
+	// reported error, with no retry and no repeat; a succeeded one stays
+	// succeeded. Repeating a completion is a no-op that returns the run;
+	// completing a run this server and attempt no longer holds returns
+	// ErrLeaseLost.
 	CompleteRun(ctx context.Context, p CompleteParams) (Run, error)
-	// CancelJob cancels the job's runs that have not started; running runs
-	// finish but the job is not repeated. A not-started run that another
-	// live job shares through coalescing is handed over to that job instead.
-	// It returns how many runs were cancelled.
-	CancelJob(ctx context.Context, id int64) (int, error)
+	// CompleteRuns records many completions in one transaction (a busy
+	// server batches them). Each result carries its own error
+	// (ErrLeaseLost, ErrInvalid, ErrNotFound); the returned error is for
+	// the batch as a whole.
+	CompleteRuns(ctx context.Context, ps []CompleteParams) ([]CompleteResult, error)
+	// CancelJob cancels the job (it is not repeated) in one transaction:
+	//
+	//   - its runs that have not started are cancelled;
+	//   - its running runs get a cancel request, which their holder finds
+	//     with CancelRequested and answers by stopping the run and
+	//     reporting the attempt (see CompleteRuns: a failed attempt then
+	//     ends cancelled, a succeeded one stays succeeded);
+	//   - a run, waiting or running, that another live (uncancelled) job
+	//     shares through coalescing is neither cancelled nor asked to stop:
+	//     it is handed over to that job, and a running one keeps running.
+	//
+	// When it asks a run to stop it signals Wake (and, on PostgreSQL, the
+	// other servers' Wake), so its holder looks for cancel requests at
+	// once. Cancelling a cancelled job again changes nothing and returns
+	// zero counts.
+	CancelJob(ctx context.Context, id int64) (CancelResult, error)
+	// CancelRequested returns the ids, in order, of the running runs that
+	// server holds whose cancel was requested (CancelJob): the runs it
+	// should stop and report. It reads an index that holds only such runs,
+	// so polling it is cheap.
+	CancelRequested(ctx context.Context, server string) ([]int64, error)
 	// BumpJob moves the job's waiting runs to the front of the queue, ready now.
 	BumpJob(ctx context.Context, id int64) error
+	// ReleaseRuns gives back the leases a stopping server still holds on
+	// the given runs (all of them when ids is empty): they go back to
+	// pending at their old place in the queue, without spending a retry,
+	// for any server to claim; a run whose cancel was requested ends
+	// cancelled instead. It returns the released runs' ids.
+	ReleaseRuns(ctx context.Context, server string, ids []int64) ([]int64, error)
 	// RescueExpired handles running runs whose lease expired before now:
-	// requeued or failed per their job's LeasePolicy. Live leases are never
-	// touched. It returns the rescued runs' ids.
+	// requeued or failed per their job's LeasePolicy, or cancelled if their
+	// cancel was requested. Live leases are never touched. It returns the
+	// rescued runs' ids.
 	RescueExpired(ctx context.Context) ([]int64, error)
 	GetJob(ctx context.Context, id int64) (Job, error)
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
 	GetRun(ctx context.Context, id int64) (Run, error)
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
 	Stats(ctx context.Context) (Stats, error)
+	// Wake returns a channel that receives a value when work may have
+	// become ready (a job was submitted or bumped) or a running run was
+	// asked to stop (CancelJob), by this process or, on PostgreSQL
+	// (LISTEN/NOTIFY), by any server sharing the database. It
+	// has a buffer of one, so signals coalesce; it has a single consumer
+	// (the dispatcher) and is never closed. A dispatcher still polls: a
+	// lost signal only delays work until the next poll.
+	Wake() <-chan struct{}
+	AuthStore
 	Close() error
 }
 

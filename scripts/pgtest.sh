@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/pgtest.sh)"     start one; sets MUSTER_TEST_POSTGRES_URL
 #   scripts/pgtest.sh stop DIR      stop it and delete DIR
+#   scripts/pgtest.sh restart DIR   restart it (fast shutdown: connections drop)
 #
 # Start prints shell lines on stdout: `export MUSTER_TEST_POSTGRES_URL=...`,
 # `export MUSTER_TEST_POSTGRES_DIR=...` and the stop command as a comment.
@@ -26,8 +27,17 @@ if [ "${1:-}" = stop ]; then
   rm -rf "$dir"
   exit 0
 fi
+if [ "${1:-}" = restart ]; then
+  dir=${2:?usage: pgtest.sh restart DIR}
+  if [ ! -f "$dir/pgtest-cluster" ]; then
+    echo "pgtest.sh: $dir is not a cluster made by pgtest.sh" >&2
+    exit 1
+  fi
+  as_pg "$(cat "$dir/pgtest-cluster")/pg_ctl" -D "$dir/data" -l "$dir/log" -m fast -w -t 60 restart >/dev/null
+  exit 0
+fi
 if [ $# -ne 0 ]; then
-  echo "usage: pgtest.sh [stop DIR]" >&2
+  echo "usage: pgtest.sh [stop DIR | restart DIR]" >&2
   exit 2
 fi
 

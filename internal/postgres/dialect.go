@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
+	"strings"
 
 	"github.com/muster-run/muster/internal/sqlstore"
 )
@@ -10,44 +10,60 @@ import (
 // PostgreSQL's side of the dialect. Several servers share the database:
 // the multi-row writers (submit, claim, cancel, bump, rescue) serialise
 // under one transaction-level advisory lock, so each dispatch batch sees
-// the previous one's claims and row locks are always taken in one order.
-// Single-run writers (complete, heartbeat) do not take it; the claim skips
-// rows they hold (FOR UPDATE SKIP LOCKED), and the partial unique index is
-// the backstop either way.
+// the previous one's claims. A claim row-locks its candidates with
+// FOR UPDATE SKIP LOCKED and never waits for a row; heartbeats,
+// completions, releases and rescues lock the running runs they change
+// FOR UPDATE in id order, so they cannot deadlock one another. The partial
+// unique index on running runs per node is the backstop either way.
 
 // queueLockKey is the advisory lock key ("muster" in ASCII).
 const queueLockKey int64 = 0x6d7573746572
 
-var dialect = sqlstore.Dialect{Rewrite: sqlx, LockQueue: lockQueue, LockCandidates: lockCandidates}
+// channel is the LISTEN/NOTIFY channel on which servers announce work.
+const channel = "muster_work"
+
+var dialect = sqlstore.Dialect{
+	Rewrite:    sqlx,
+	LockQueue:  lockQueue,
+	IDs:        ids,
+	Rows:       rows,
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	ForUpdate:  " FOR UPDATE OF r",
+	Notify:     notify,
+	Analyze:    "ANALYZE runs",
+}
 
 // sqlx is the identity: the neutral SQL is PostgreSQL's.
 func sqlx(q string) string { return q }
 
 // lockQueue takes the queue's transaction-level advisory lock.
-func lockQueue(ctx context.Context, tx *sql.Tx) error {
+func lockQueue(ctx context.Context, tx *sqlstore.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, queueLockKey)
 	return err
 }
 
-// lockCandidates row-locks the chosen runs, skipping any another
-// transaction holds, and keeps the order of ids.
-func lockCandidates(ctx context.Context, tx *sql.Tx, ids []int64) ([]int64, error) {
-	if len(ids) == 0 {
-		return nil, nil
+// ids binds a list of ids as a bigint[], or one id as itself: for a
+// one-element array the custom plan always looks cheaper than the generic
+// one, so PostgreSQL would plan the statement again on every execution.
+func ids(col, param string, list []int64) (string, any) {
+	if len(list) == 1 {
+		return col + ` = ` + param, list[0]
 	}
-	got, err := sqlstore.QueryIDs(ctx, tx, `SELECT id FROM runs WHERE id = ANY($1) AND state='pending' ORDER BY id FOR UPDATE SKIP LOCKED`, ids)
-	if err != nil {
-		return nil, err
+	return col + ` = ANY(` + param + `)`, list
+}
+
+// rows reads a JSON array of objects as a table.
+func rows(param string, cols ...sqlstore.Col) string {
+	defs := make([]string, len(cols))
+	for i, c := range cols {
+		defs[i] = c.Name + " " + c.Type
 	}
-	locked := make(map[int64]bool, len(got))
-	for _, id := range got {
-		locked[id] = true
-	}
-	out := ids[:0]
-	for _, id := range ids {
-		if locked[id] {
-			out = append(out, id)
-		}
-	}
-	return out, nil
+	return `(SELECT * FROM json_to_recordset(CAST(` + param + ` AS json)) AS x(` + strings.Join(defs, ", ") + `))`
+}
+
+// notify queues a notification on the work channel, sent at commit
+// (PostgreSQL folds identical notifications of one transaction into one).
+func notify(ctx context.Context, tx *sqlstore.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify('`+channel+`', '')`)
+	return err
 }

@@ -6,6 +6,11 @@
 // Migrations are embedded and run on Open, under an advisory lock, in one
 // transaction.
 //
+// Wake hears about work from every server on the database: submissions,
+// bumps and requeues NOTIFY the muster_work channel in their transaction,
+// and each Store LISTENs on a dedicated connection that reconnects (with
+// capped backoff) after losing the database.
+//
 // Leases are computed from each server's clock (StoreOptions.Now), so the
 // servers sharing a database must keep their clocks in sync (NTP) to well
 // within a lease TTL.
@@ -30,23 +35,38 @@ var migrations embed.FS
 // Store is a muster.Store on a PostgreSQL database.
 type Store struct {
 	*sqlstore.Store
+	l *listener
 }
 
 var _ muster.Store = (*Store)(nil)
 
 // Open connects to the database at url (postgres://... or a key=value DSN;
-// a search_path parameter selects the schema) and migrates it.
+// a search_path parameter selects the schema), migrates it, and starts
+// listening for other servers' work notifications (see Wake).
 func Open(ctx context.Context, url string, opts ...muster.StoreOption) (*Store, error) {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
 	if err := migrate(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
-	return &Store{&sqlstore.Store{W: db, R: db, Opt: muster.NewStoreOptions(opts...), D: dialect}}, nil
+	s := &Store{Store: sqlstore.New(db, db, muster.NewStoreOptions(opts...), dialect)}
+	if s.l, err = listen(ctx, url, s.Signal); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: listen for work notifications: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops the notification listener, waiting for it, and closes the
+// connection pool.
+func (s *Store) Close() error {
+	s.l.stop()
+	return s.Store.Close()
 }
 
 // migrateLockKey serialises migrations of servers starting together.

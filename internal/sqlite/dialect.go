@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 
 	"github.com/muster-run/muster/internal/sqlstore"
@@ -10,9 +9,11 @@ import (
 
 // SQLite's side of the dialect. The writer is one connection and every write
 // transaction is BEGIN IMMEDIATE, so writes are already serialised and
-// nothing else holds the candidate rows: no advisory lock, no SKIP LOCKED.
+// nothing else holds the rows a transaction reads: no advisory lock, no row
+// locks, no SKIP LOCKED. Lists of ids and rows are bound as JSON text and
+// read back with json_each.
 
-var dialect = sqlstore.Dialect{Rewrite: sqlx, LockQueue: lockQueue, LockCandidates: lockCandidates}
+var dialect = sqlstore.Dialect{Rewrite: sqlx, LockQueue: lockQueue, IDs: ids, Rows: rows, CacheStatements: true}
 
 // sqlx rewrites PostgreSQL's two-argument GREATEST/LEAST to SQLite's scalar MAX/MIN.
 func sqlx(q string) string {
@@ -21,7 +22,26 @@ func sqlx(q string) string {
 
 // lockQueue serialises the multi-row writers (submit, claim, cancel, bump,
 // rescue) on PostgreSQL; BEGIN IMMEDIATE already does it here.
-func lockQueue(context.Context, *sql.Tx) error { return nil }
+func lockQueue(context.Context, *sqlstore.Tx) error { return nil }
 
-// lockCandidates row-locks the chosen runs on PostgreSQL (SKIP LOCKED).
-func lockCandidates(_ context.Context, _ *sql.Tx, ids []int64) ([]int64, error) { return ids, nil }
+// ids binds a list of ids as a JSON array.
+func ids(col, param string, list []int64) (string, any) {
+	return col + ` IN (SELECT value FROM json_each(` + param + `))`, sqlstore.IDsJSON(list)
+}
+
+// rows reads a JSON array of objects as a table. LIMIT -1 (no limit)
+// keeps the query flattener from merging the subquery into a join, where
+// SQLite could rescan and re-parse the JSON for every row on the other
+// side; this way it is materialised once.
+func rows(param string, cols ...sqlstore.Col) string {
+	var b strings.Builder
+	b.WriteString("(SELECT ")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("json_extract(value, '$." + c.Name + "') AS " + c.Name)
+	}
+	b.WriteString(" FROM json_each(" + param + ") LIMIT -1)")
+	return b.String()
+}

@@ -40,23 +40,26 @@ func Open(ctx context.Context, path string, opts ...muster.StoreOption) (*Store,
 		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)" + extra
 	}
-	s := &Store{&sqlstore.Store{Opt: muster.NewStoreOptions(opts...), D: dialect}}
-	var err error
-	if s.W, err = sql.Open("sqlite", dsn("&_txlock=immediate")); err != nil {
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
 		return nil, err
 	}
-	s.W.SetMaxOpenConns(1)
-	s.W.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, s.W); err != nil {
-		s.W.Close()
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	if s.R, err = sql.Open("sqlite", dsn("&_pragma=query_only(1)")); err != nil {
-		s.W.Close()
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
 		return nil, err
 	}
-	s.R.SetMaxOpenConns(4)
-	return s, nil
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	return &Store{sqlstore.New(w, r, muster.NewStoreOptions(opts...), dialect)}, nil
 }
 
 // migrate applies the embedded migrations not yet recorded in

@@ -24,6 +24,8 @@ func TestConformance(t *testing.T) { storetest.Run(t, newStore) }
 
 func BenchmarkDispatch(b *testing.B) { storetest.Benchmark(b, newStore) }
 
+func BenchmarkDispatchBatch(b *testing.B) { storetest.BenchmarkBatch(b, newStore) }
+
 // TestReopen checks that migrations run once and data survives a reopen.
 func TestReopen(t *testing.T) {
 	ctx := context.Background()

@@ -1,59 +1,117 @@
 package sqlstore
 
-// queue.go is the queue's logic in dialect-neutral SQL. internal/postgres
-// carries an identical copy (the layering rules forbid sharing it through
-// an adapter); only dialect.go differs. Keep the two in step.
+// queue.go: the queue's writers, in dialect-neutral SQL (completion is in
+// complete.go, leases in lease.go, cancellation in cancel.go). The
+// multi-row writers take the dialect's queue lock. On PostgreSQL every
+// statement that row-locks running runs takes its locks in id order, and
+// ClaimRuns never waits for a row lock, so concurrent batches of
+// heartbeats, completions, releases, rescues and cancels cannot deadlock.
+//
+// Those statements sort by "+r.id", not "r.id": the unary plus keeps
+// SQLite's planner, which has no statistics, from choosing a full scan in
+// rowid order over the small partial indexes on running runs.
 
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/muster-run/muster"
 )
 
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// newRun is a run row to insert, bound through Dialect.Rows.
+type newRun struct {
+	JobID         int64  `json:"job_id"`
+	Node          string `json:"node"`
+	Kind          string `json:"kind"`
+	SpecHash      string `json:"spec_hash"`
+	Priority      int64  `json:"priority"`
+	State         string `json:"state"`
+	MaxRetries    int64  `json:"max_retries"`
+	TimeoutUS     int64  `json:"timeout_us"`
+	OnLeaseExpiry string `json:"on_lease_expiry"`
+	RunAt         int64  `json:"run_at"`
+	CreatedAt     int64  `json:"created_at"`
 }
 
-const waiting = `('scheduled','pending','retrying')`
+var newRunCols = []Col{{"job_id", "BIGINT"}, {"node", "TEXT"}, {"kind", "TEXT"}, {"spec_hash", "TEXT"},
+	{"priority", "BIGINT"}, {"state", "TEXT"}, {"max_retries", "BIGINT"}, {"timeout_us", "BIGINT"},
+	{"on_lease_expiry", "TEXT"}, {"run_at", "BIGINT"}, {"created_at", "BIGINT"}}
 
-func us(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
+const newRunNames = `job_id, node, kind, spec_hash, priority, state, max_retries, timeout_us, on_lease_expiry, run_at, created_at`
+
+func runFor(j muster.Job, node, hash string, state muster.RunState, runAt, now time.Time) newRun {
+	return newRun{JobID: j.ID, Node: node, Kind: string(j.Kind), SpecHash: hash, Priority: int64(j.Priority),
+		State: string(state), MaxRetries: int64(j.MaxRetries), TimeoutUS: j.Timeout.Microseconds(),
+		OnLeaseExpiry: string(j.OnLeaseExpiry), RunAt: us(runAt), CreatedAt: us(now)}
+}
+
+// runKey names a run by its job and node (unique among the runs one
+// statement inserts: a job has one run per target).
+type runKey struct {
+	job  int64
+	node string
+}
+
+// request links a job to a run serving it.
+type request struct {
+	JobID int64 `json:"job_id"`
+	RunID int64 `json:"run_id"`
+}
+
+// insertRuns inserts rs, each serving its own job, and returns their ids.
+func (s *Store) insertRuns(ctx context.Context, tx *Tx, rs []newRun) (map[runKey]int64, error) {
+	var args []any
+	src, err := s.rows(rs, &args, newRunCols...)
+	if err != nil {
+		return nil, err
 	}
-	return t.UnixMicro()
-}
-
-func fromUS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
+	rows, err := tx.QueryContext(ctx, `INSERT INTO runs (`+newRunNames+`) SELECT `+newRunNames+` FROM `+src+` v
+		RETURNING id, job_id, node`, args...)
+	if err != nil {
+		return nil, err
 	}
-	return time.UnixMicro(v).UTC()
+	defer rows.Close()
+	ids := make(map[runKey]int64, len(rs))
+	reqs := make([]request, 0, len(rs))
+	for rows.Next() {
+		var k runKey
+		var id int64
+		if err := rows.Scan(&id, &k.job, &k.node); err != nil {
+			return nil, err
+		}
+		ids[k] = id
+		reqs = append(reqs, request{JobID: k.job, RunID: id})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) != len(rs) {
+		return nil, fmt.Errorf("inserted %d of %d runs", len(ids), len(rs))
+	}
+	return ids, s.insertRequests(ctx, tx, reqs)
 }
 
-// write runs fn in one write transaction.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.W.BeginTx(ctx, nil)
+// insertRequests links jobs to the runs serving them.
+func (s *Store) insertRequests(ctx context.Context, tx *Tx, reqs []request) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	var args []any
+	src, err := s.rows(reqs, &args, Col{"job_id", "BIGINT"}, Col{"run_id", "BIGINT"})
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	_, err = tx.ExecContext(ctx, `INSERT INTO requests (job_id, run_id) SELECT job_id, run_id FROM `+src+` v`, args...)
+	return err
 }
 
-// SubmitJob implements muster.Store.
+// SubmitJob implements muster.Store. It costs a fixed number of statements
+// whatever the number of targets.
 func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResult, error) {
 	if err := j.Validate(); err != nil {
 		return muster.SubmitResult{}, err
@@ -71,8 +129,9 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 	if j.RunAt.After(now) {
 		state = muster.RunScheduled
 	}
-	res := muster.SubmitResult{Runs: map[string]int64{}}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	var res muster.SubmitResult
+	err := s.write(ctx, func(tx *Tx) error {
+		res = muster.SubmitResult{Runs: map[string]int64{}}
 		if err := s.D.LockQueue(ctx, tx); err != nil {
 			return err
 		}
@@ -84,67 +143,108 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 		if err != nil {
 			return err
 		}
-		oneShot := j.Every == 0 && !j.Continuous
-		for _, node := range j.Targets {
-			var id int64
-			if oneShot {
-				id, err = s.coalesce(ctx, tx, j, node, hash, now)
-				if err != nil {
-					return err
-				}
-				if id != 0 {
-					res.Coalesced = append(res.Coalesced, node)
-				}
-			}
-			if id == 0 {
-				if id, err = insertRun(ctx, tx, j, node, hash, state, j.RunAt, now); err != nil {
-					return err
-				}
-			} else if _, err := tx.ExecContext(ctx, `INSERT INTO requests (job_id, run_id) VALUES ($1,$2)`, j.ID, id); err != nil {
+		merged := map[string]int64{}
+		if j.Every == 0 && !j.Continuous {
+			if merged, err = s.coalesce(ctx, tx, j, hash, now); err != nil {
 				return err
 			}
-			res.Runs[node] = id
 		}
-		return nil
+		var fresh []newRun
+		var reqs []request
+		for _, node := range j.Targets {
+			if id, ok := merged[node]; ok {
+				res.Runs[node] = id
+				res.Coalesced = append(res.Coalesced, node)
+				reqs = append(reqs, request{JobID: j.ID, RunID: id})
+			} else {
+				fresh = append(fresh, runFor(j, node, hash, state, j.RunAt, now))
+			}
+		}
+		if len(fresh) > 0 {
+			ids, err := s.insertRuns(ctx, tx, fresh)
+			if err != nil {
+				return err
+			}
+			for _, r := range fresh {
+				res.Runs[r.Node] = ids[runKey{j.ID, r.Node}]
+			}
+		}
+		if err := s.insertRequests(ctx, tx, reqs); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
 	})
+	if err != nil {
+		return muster.SubmitResult{}, err
+	}
+	s.Signal()
+	s.noteInserted(len(res.Runs) - len(res.Coalesced))
+	s.maybeAnalyze()
 	res.Job = j
-	return res, err
+	return res, nil
 }
 
-// coalesce merges a one-shot request into a waiting run of the same kind
-// and spec on node, returning its id, or 0 if there is none.
-func (s *Store) coalesce(ctx context.Context, tx *sql.Tx, j muster.Job, node, hash string, now time.Time) (int64, error) {
-	var id int64
-	err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE node=$1 AND kind=$2 AND spec_hash=$3
-		AND state IN ('scheduled','pending') ORDER BY id LIMIT 1`, node, j.Kind, hash).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
+// coalesce merges a one-shot request into the oldest waiting run of the
+// same kind and spec on each of j's targets that has one, and returns
+// those runs' ids by node. A merged run gets the higher priority and the
+// earlier RunAt.
+func (s *Store) coalesce(ctx context.Context, tx *Tx, j muster.Job, hash string, now time.Time) (map[string]int64, error) {
+	type target struct {
+		Node string `json:"node"`
 	}
-	r, err := tx.ExecContext(ctx, s.D.Rewrite(`UPDATE runs SET priority=GREATEST(priority,$2), run_at=LEAST(run_at,$3),
-		state=CASE WHEN $3 <= $4 THEN 'pending' ELSE state END
-		WHERE id=$1 AND state IN ('scheduled','pending')`), id, j.Priority, us(j.RunAt), us(now))
+	ts := make([]target, len(j.Targets))
+	for i, t := range j.Targets {
+		ts[i] = target{t}
+	}
+	args := []any{j.Kind, hash}
+	src, err := s.rows(ts, &args, Col{"node", "TEXT"})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if n, _ := r.RowsAffected(); n != 1 {
-		return 0, nil
-	}
-	return id, nil
-}
-
-func insertRun(ctx context.Context, tx *sql.Tx, j muster.Job, node, hash string, state muster.RunState, runAt, now time.Time) (int64, error) {
-	var id int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO runs (job_id, node, kind, spec_hash, priority, state, max_retries,
-		timeout_us, on_lease_expiry, run_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id`,
-		j.ID, node, j.Kind, hash, j.Priority, state, j.MaxRetries, j.Timeout.Microseconds(), j.OnLeaseExpiry,
-		us(runAt), us(now)).Scan(&id)
+	rows, err := tx.QueryContext(ctx, `SELECT id, node FROM runs WHERE kind=$1 AND spec_hash=$2
+		AND state IN ('scheduled','pending') AND node IN (SELECT node FROM `+src+` v) ORDER BY id`, args...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO requests (job_id, run_id) VALUES ($1,$2)`, j.ID, id)
-	return id, err
+	defer rows.Close()
+	first := map[string]bool{}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		var node string
+		if err := rows.Scan(&id, &node); err != nil {
+			return nil, err
+		}
+		if !first[node] {
+			first[node] = true
+			ids = append(ids, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	merged := map[string]int64{}
+	if len(ids) == 0 {
+		return merged, nil
+	}
+	args = []any{j.Priority, us(j.RunAt), us(now)}
+	cond := s.ids("id", ids, &args)
+	rows, err = tx.QueryContext(ctx, s.D.Rewrite(`UPDATE runs SET priority=GREATEST(priority,$1), run_at=LEAST(run_at,$2),
+		state=CASE WHEN $2 <= $3 THEN 'pending' ELSE state END
+		WHERE `+cond+` AND state IN ('scheduled','pending') RETURNING id, node`), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var node string
+		if err := rows.Scan(&id, &node); err != nil {
+			return nil, err
+		}
+		merged[node] = id
+	}
+	return merged, rows.Err()
 }
 
 // candidates is the best waiting run of every idle node, best first
@@ -165,7 +265,7 @@ const ordered = `SELECT id, node FROM runs r WHERE state='pending'
 // queue and takes each node's first run, which is exactly the start of the
 // candidates list; only when that window holds too few distinct nodes does
 // it sort every waiting run with candidates.
-func pickCandidates(ctx context.Context, tx *sql.Tx, n int) ([]int64, error) {
+func pickCandidates(ctx context.Context, tx *Tx, n int) ([]int64, error) {
 	window := 4*n + 16
 	rows, err := tx.QueryContext(ctx, ordered, window)
 	if err != nil {
@@ -174,14 +274,14 @@ func pickCandidates(ctx context.Context, tx *sql.Tx, n int) ([]int64, error) {
 	defer rows.Close()
 	var ids []int64
 	seen, read := map[string]bool{}, 0
-	for rows.Next() {
+	for len(ids) < n && rows.Next() {
 		var id int64
 		var node string
 		if err := rows.Scan(&id, &node); err != nil {
 			return nil, err
 		}
 		read++
-		if !seen[node] && len(ids) < n {
+		if !seen[node] {
 			seen[node] = true
 			ids = append(ids, id)
 		}
@@ -195,20 +295,24 @@ func pickCandidates(ctx context.Context, tx *sql.Tx, n int) ([]int64, error) {
 	return QueryIDs(ctx, tx, candidates, n)
 }
 
-// ClaimRuns implements muster.Store.
+// ClaimRuns implements muster.Store: one statement moves the whole batch to
+// running and returns it.
 func (s *Store) ClaimRuns(ctx context.Context, p muster.ClaimParams) ([]muster.Run, error) {
 	if p.Server == "" || p.Limit <= 0 || p.LeaseTTL <= 0 || p.MaxRunning < 0 {
 		return nil, fmt.Errorf("%w: claim needs a server, a positive limit and a lease TTL", muster.ErrInvalid)
 	}
-	now := s.Opt.Now()
+	var now time.Time
 	var out []muster.Run
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		out = nil
 		if err := s.D.LockQueue(ctx, tx); err != nil {
 			return err
 		}
+		now = s.Opt.Now()
+		// The first term repeats runs_waiting's predicate: SQLite only uses a
+		// partial index whose predicate appears in the query as written.
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state='pending'
-			WHERE state IN ('scheduled','retrying') AND run_at <= $1`, us(now)); err != nil {
+			WHERE state IN `+waiting+` AND state IN ('scheduled','retrying') AND run_at <= $1`, us(now)); err != nil {
 			return err
 		}
 		n := p.Limit
@@ -223,157 +327,84 @@ func (s *Store) ClaimRuns(ctx context.Context, p muster.ClaimParams) ([]muster.R
 			return nil
 		}
 		ids, err := pickCandidates(ctx, tx, n)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		// started_at is read after the candidates were chosen: a completion
+		// that freed a node is committed, with its finished_at, before the
+		// candidate query could see the node idle.
+		started := s.Opt.Now()
+		args := []any{us(started), p.Server, us(started.Add(p.LeaseTTL))}
+		cond := s.ids("id", ids, &args)
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state='running', attempt=attempt+1, started_at=$1,
+			finished_at=0, lease_owner=$2, lease_expires_at=$3
+			WHERE id IN (SELECT id FROM runs WHERE `+cond+s.D.SkipLocked+`) AND state='pending'
+			RETURNING `+runReturning, args...)
 		if err != nil {
 			return err
 		}
-		if ids, err = s.D.LockCandidates(ctx, tx, ids); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			_, err := tx.ExecContext(ctx, `UPDATE runs SET state='running', attempt=attempt+1, started_at=$2,
-				finished_at=0, lease_owner=$3, lease_expires_at=$4 WHERE id=$1 AND state='pending'`,
-				id, us(now), p.Server, us(now.Add(p.LeaseTTL)))
-			if err != nil {
-				return err
-			}
-			r, err := getRun(ctx, tx, id)
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRun(rows)
 			if err != nil {
 				return err
 			}
 			out = append(out, r)
 		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rank := make(map[int64]int, len(ids))
+		for i, id := range ids {
+			rank[id] = i
+		}
+		slices.SortFunc(out, func(a, b muster.Run) int { return rank[a.ID] - rank[b.ID] })
+		return s.fillSpecs(ctx, tx, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.maybeAnalyze()
+	return out, nil
+}
+
+// fillSpecs sets each run's Spec from its job, in one query.
+func (s *Store) fillSpecs(ctx context.Context, q querier, rs []muster.Run) error {
+	var jobs []int64
+	for _, r := range rs {
+		if !slices.Contains(jobs, r.JobID) {
+			jobs = append(jobs, r.JobID)
+		}
+	}
+	if len(jobs) == 0 {
 		return nil
-	})
-	return out, err
-}
-
-// Heartbeat implements muster.Store.
-func (s *Store) Heartbeat(ctx context.Context, p muster.HeartbeatParams) ([]int64, error) {
-	if p.Server == "" || p.LeaseTTL <= 0 {
-		return nil, fmt.Errorf("%w: heartbeat needs a server and a lease TTL", muster.ErrInvalid)
 	}
-	var ids []int64
-	err := s.write(ctx, func(tx *sql.Tx) (err error) {
-		ids, err = QueryIDs(ctx, tx, `UPDATE runs SET lease_expires_at=$1 WHERE state='running' AND lease_owner=$2 RETURNING id`,
-			us(s.Opt.Now().Add(p.LeaseTTL)), p.Server)
-		return err
-	})
-	return ids, err
-}
-
-// CompleteRun implements muster.Store.
-func (s *Store) CompleteRun(ctx context.Context, p muster.CompleteParams) (muster.Run, error) {
-	if p.Outcome != muster.OutcomeSucceeded && p.Outcome != muster.OutcomeFailed || p.Server == "" || p.Attempt <= 0 {
-		return muster.Run{}, fmt.Errorf("%w: completion needs a server, an attempt and an outcome (got %q)", muster.ErrInvalid, p.Outcome)
-	}
-	if len(p.Result) > 0 && !json.Valid(p.Result) {
-		return muster.Run{}, fmt.Errorf("%w: result is not valid JSON", muster.ErrInvalid)
-	}
-	now := s.Opt.Now()
-	var out muster.Run
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		r, err := getRun(ctx, tx, p.RunID)
-		if err != nil {
-			return err
-		}
-		var done int
-		if err := tx.QueryRowContext(ctx, `SELECT completed_attempt FROM runs WHERE id=$1`, p.RunID).Scan(&done); err != nil {
-			return err
-		}
-		if done == p.Attempt {
-			out = r // already recorded: completion is idempotent
-			return nil
-		}
-		state, runAt := muster.RunSucceeded, r.RunAt
-		if p.Outcome == muster.OutcomeFailed {
-			state = muster.RunFailed
-			if r.Attempt <= r.MaxRetries {
-				state, runAt = muster.RunRetrying, now.Add(s.Opt.RetryDelay(r.Attempt))
-			}
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state=$4, finished_at=$5, lease_owner='', lease_expires_at=0,
-			completed_attempt=attempt, exit_code=$6, error=$7, result=$8, run_at=$9
-			WHERE id=$1 AND state='running' AND lease_owner=$2 AND attempt=$3`,
-			p.RunID, p.Server, p.Attempt, state, us(now), p.ExitCode, p.Error, string(p.Result), us(runAt))
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return muster.ErrLeaseLost
-		}
-		if state.Final() {
-			if err := repeat(ctx, tx, r, now); err != nil {
-				return err
-			}
-		}
-		out, err = getRun(ctx, tx, p.RunID)
-		return err
-	})
-	return out, err
-}
-
-// repeat enqueues the node's next run of a continuous or recurring job
-// after r ended, inside the caller's transaction.
-func repeat(ctx context.Context, tx *sql.Tx, r muster.Run, now time.Time) error {
-	var j muster.Job
-	var hash string
-	var every, timeout, cancelled int64
-	var continuous int
-	err := tx.QueryRowContext(ctx, `SELECT id, kind, spec_hash, priority, every_us, continuous, max_retries, timeout_us,
-		on_lease_expiry, cancelled_at FROM jobs WHERE id=$1`, r.JobID).Scan(&j.ID, &j.Kind, &hash, &j.Priority,
-		&every, &continuous, &j.MaxRetries, &timeout, &j.OnLeaseExpiry, &cancelled)
-	if err != nil || cancelled != 0 || (every == 0 && continuous == 0) {
+	var args []any
+	cond := s.ids("id", jobs, &args)
+	rows, err := q.QueryContext(ctx, `SELECT id, spec FROM jobs WHERE `+cond, args...)
+	if err != nil {
 		return err
 	}
-	j.Timeout = time.Duration(timeout) * time.Microsecond
-	next, state := now, muster.RunPending // continuous: the back of the queue
-	if every > 0 {
-		if next = r.RunAt.Add(time.Duration(every) * time.Microsecond); next.After(now) {
-			state = muster.RunScheduled
-		} else {
-			next = now
+	defer rows.Close()
+	specs := make(map[int64]json.RawMessage, len(jobs))
+	for rows.Next() {
+		var id int64
+		var spec string
+		if err := rows.Scan(&id, &spec); err != nil {
+			return err
 		}
+		specs[id] = json.RawMessage(spec)
 	}
-	_, err = insertRun(ctx, tx, j, r.Node, hash, state, next, now)
-	return err
-}
-
-// CancelJob implements muster.Store.
-func (s *Store) CancelJob(ctx context.Context, id int64) (int, error) {
-	now := us(s.Opt.Now())
-	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := s.D.LockQueue(ctx, tx); err != nil {
-			return err
-		}
-		if _, err := getJob(ctx, tx, id); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancelled_at=$2 WHERE id=$1 AND cancelled_at=0`, id, now); err != nil {
-			return err
-		}
-		// Hand shared waiting runs over to another live job they serve.
-		const heir = `SELECT MIN(q.job_id) FROM requests q JOIN jobs o ON o.id=q.job_id
-			WHERE q.run_id=runs.id AND q.job_id<>$1 AND o.cancelled_at=0`
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET job_id=(`+heir+`)
-			WHERE job_id=$1 AND state IN `+waiting+` AND (`+heir+`) IS NOT NULL`, id); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state='cancelled', finished_at=$2
-			WHERE job_id=$1 AND state IN `+waiting, id, now)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	return int(n), err
+	for i := range rs {
+		rs[i].Spec = specs[rs[i].JobID]
+	}
+	return rows.Err()
 }
 
 // BumpJob implements muster.Store.
 func (s *Store) BumpJob(ctx context.Context, id int64) error {
 	now := us(s.Opt.Now())
-	return s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		if err := s.D.LockQueue(ctx, tx); err != nil {
 			return err
 		}
@@ -386,75 +417,13 @@ func (s *Store) BumpJob(ctx context.Context, id int64) error {
 		}
 		_, err := tx.ExecContext(ctx, s.D.Rewrite(`UPDATE runs SET bump=$2, state='pending', run_at=LEAST(run_at,$3)
 			WHERE state IN `+waiting+` AND id IN (SELECT run_id FROM requests WHERE job_id=$1)`), id, top+1, now)
-		return err
-	})
-}
-
-// RescueExpired implements muster.Store.
-func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
-	now := s.Opt.Now()
-	var out []int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		out = nil
-		if err := s.D.LockQueue(ctx, tx); err != nil {
-			return err
-		}
-		ids, err := QueryIDs(ctx, tx, `SELECT id FROM runs WHERE state='running' AND lease_expires_at < $1 ORDER BY id`, us(now))
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			r, err := getRun(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			msg := fmt.Sprintf("lease of %s expired at %s", r.LeaseOwner, r.LeaseExpires.Format(time.RFC3339Nano))
-			state, fin := muster.RunPending, int64(0)
-			if r.OnLeaseExpiry == muster.LeaseFail {
-				state, fin = muster.RunFailed, us(now)
-			}
-			res, err := tx.ExecContext(ctx, `UPDATE runs SET state=$2, finished_at=$3, error=$4, lease_owner='',
-				lease_expires_at=0, completed_attempt=CASE WHEN $2='failed' THEN attempt ELSE completed_attempt END
-				WHERE id=$1 AND state='running' AND lease_expires_at < $5`, id, state, fin, msg, us(now))
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n != 1 {
-				continue
-			}
-			if state == muster.RunFailed {
-				if err := repeat(ctx, tx, r, now); err != nil {
-					return err
-				}
-			}
-			out = append(out, id)
-		}
-		return nil
+		return s.notify(ctx, tx)
 	})
-	return out, err
-}
-
-// QueryIDs runs query and returns the ids it selects.
-func QueryIDs(ctx context.Context, q querier, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		s.Signal()
 	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	return err
 }

@@ -1,7 +1,6 @@
 package sqlstore
 
-// read.go: the queue's read side, in dialect-neutral SQL (identical copy in
-// internal/postgres).
+// read.go: the queue's read side, in dialect-neutral SQL.
 
 import (
 	"context"
@@ -15,19 +14,31 @@ import (
 	"github.com/muster-run/muster"
 )
 
-const runCols = `r.id, r.job_id, r.node, r.kind, j.spec, r.priority, r.state, r.attempt, r.max_retries, r.timeout_us,
+// runFields are a Run's columns, in scanRun's order, over "runs r" joined
+// with "jobs j"; runCols adds the FROM clause.
+const runFields = `r.id, r.job_id, r.node, r.kind, j.spec, r.priority, r.state, r.attempt, r.max_retries, r.timeout_us,
 	r.on_lease_expiry, r.run_at, r.created_at, r.started_at, r.finished_at, r.lease_owner, r.lease_expires_at,
-	r.exit_code, r.error, r.result FROM runs r JOIN jobs j ON j.id = r.job_id`
+	r.exit_code, r.error, r.result`
+
+const runCols = runFields + ` FROM runs r JOIN jobs j ON j.id = r.job_id`
+
+// runReturning is runFields for a RETURNING clause of a statement on runs
+// alone: the spec comes back empty and is filled in from jobs.
+const runReturning = `id, job_id, node, kind, '' AS spec, priority, state, attempt, max_retries, timeout_us,
+	on_lease_expiry, run_at, created_at, started_at, finished_at, lease_owner, lease_expires_at,
+	exit_code, error, result`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanRun(sc scanner) (muster.Run, error) {
+// scanRun scans runFields, then extra.
+func scanRun(sc scanner, extra ...any) (muster.Run, error) {
 	var r muster.Run
 	var spec, result string
 	var timeout, runAt, created, started, finished, expires int64
-	err := sc.Scan(&r.ID, &r.JobID, &r.Node, &r.Kind, &spec, &r.Priority, &r.State, &r.Attempt, &r.MaxRetries,
+	dest := []any{&r.ID, &r.JobID, &r.Node, &r.Kind, &spec, &r.Priority, &r.State, &r.Attempt, &r.MaxRetries,
 		&timeout, &r.OnLeaseExpiry, &runAt, &created, &started, &finished, &r.LeaseOwner, &expires,
-		&r.ExitCode, &r.Error, &result)
+		&r.ExitCode, &r.Error, &result}
+	err := sc.Scan(append(dest, extra...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("run: %w", muster.ErrNotFound)
 	}
@@ -77,22 +88,9 @@ func getJob(ctx context.Context, q querier, id int64) (muster.Job, error) {
 	if err != nil {
 		return j, err
 	}
-	j.Counts = map[muster.RunState]int{}
-	rows, err := q.QueryContext(ctx, `SELECT r.state, COUNT(*) FROM requests q JOIN runs r ON r.id=q.run_id
+	j.Counts, err = countByState(ctx, q, `SELECT r.state, COUNT(*) FROM requests q JOIN runs r ON r.id=q.run_id
 		WHERE q.job_id=$1 GROUP BY r.state`, id)
-	if err != nil {
-		return j, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var st muster.RunState
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return j, err
-		}
-		j.Counts[st] = n
-	}
-	return j, rows.Err()
+	return j, err
 }
 
 // GetJob implements muster.Store.
@@ -166,40 +164,20 @@ func (s *Store) ListRuns(ctx context.Context, f muster.RunFilter) ([]muster.Run,
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += ` ORDER BY r.id LIMIT ` + arg(limit)
-	rows, err := s.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []muster.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.R, scanOneRun, q, args...)
 }
+
+// scanOneRun scans runFields alone, for queryAll.
+func scanOneRun(sc scanner) (muster.Run, error) { return scanRun(sc) }
 
 // Stats implements muster.Store.
 func (s *Store) Stats(ctx context.Context) (muster.Stats, error) {
 	now := s.Opt.Now()
-	st := muster.Stats{Counts: map[muster.RunState]int{}}
-	rows, err := s.R.QueryContext(ctx, `SELECT state, COUNT(*) FROM runs GROUP BY state`)
-	if err != nil {
+	var st muster.Stats
+	var err error
+	if st.Counts, err = countByState(ctx, s.R, `SELECT state, COUNT(*) FROM runs GROUP BY state`); err != nil {
 		return st, err
 	}
-	for rows.Next() {
-		var state muster.RunState
-		var n int
-		if err := rows.Scan(&state, &n); err != nil {
-			rows.Close()
-			return st, err
-		}
-		st.Counts[state] = n
-	}
-	rows.Close()
 	var oldest int64
 	if err := s.R.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(run_at),0) FROM runs
 		WHERE state IN `+waiting+` AND run_at <= $1`, us(now)).Scan(&st.Ready, &oldest); err != nil {
@@ -217,7 +195,7 @@ func (s *Store) Stats(ctx context.Context) (muster.Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	rows, err = s.R.QueryContext(ctx, `SELECT run_at, started_at, finished_at FROM runs
+	rows, err := s.R.QueryContext(ctx, `SELECT run_at, started_at, finished_at FROM runs
 		WHERE state IN ('succeeded','failed') AND started_at > 0 ORDER BY finished_at DESC LIMIT 1000`)
 	if err != nil {
 		return st, err

@@ -464,41 +464,6 @@ func testIdempotentCompletion(e *env) {
 	}
 }
 
-func testCancel(e *env) {
-	res := e.submit(muster.Job{Targets: []string{"a", "b", "c"}})
-	rs := e.claim("s", 1, 0)
-	n, err := e.s.CancelJob(e.ctx, res.Job.ID)
-	if err != nil || n != 2 {
-		e.t.Fatalf("CancelJob = %d, %v; want 2", n, err)
-	}
-	if more := e.claim("s", 10, 0); len(more) != 0 {
-		e.t.Fatalf("claimed cancelled runs %v", nodes(more))
-	}
-	e.complete(rs[0], muster.OutcomeSucceeded) // the running one finishes
-	j := e.job(res.Job.ID)
-	if j.State() != muster.JobCancelled || j.Counts[muster.RunCancelled] != 2 || j.Counts[muster.RunSucceeded] != 1 || j.CancelledAt.IsZero() {
-		e.t.Fatalf("job %s %v", j.State(), j.Counts)
-	}
-	if n, err := e.s.CancelJob(e.ctx, res.Job.ID); err != nil || n != 0 {
-		e.t.Fatalf("second cancel = %d, %v", n, err)
-	}
-}
-
-func testCancelHandsOver(e *env) {
-	j1 := e.submit(muster.Job{Targets: []string{"a"}, Spec: spec("x")})
-	j2 := e.submit(muster.Job{Targets: []string{"a"}, Spec: spec("x"), Priority: 3})
-	if n, err := e.s.CancelJob(e.ctx, j1.Job.ID); err != nil || n != 0 {
-		e.t.Fatalf("CancelJob = %d, %v; want 0 (the run still serves job 2)", n, err)
-	}
-	r := e.run(j1.Runs["a"])
-	if r.State != muster.RunPending || r.JobID != j2.Job.ID {
-		e.t.Fatalf("shared run after cancel: %+v", r)
-	}
-	if n, err := e.s.CancelJob(e.ctx, j2.Job.ID); err != nil || n != 1 {
-		e.t.Fatalf("CancelJob(j2) = %d, %v; want 1", n, err)
-	}
-}
-
 func testStats(e *env) {
 	e.submit(muster.Job{Targets: []string{"a", "b", "c"}})
 	e.submit(muster.Job{Targets: []string{"d"}, RunAt: e.clk.Now().Add(time.Hour)})

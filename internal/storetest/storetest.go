@@ -73,8 +73,18 @@ func Run(t *testing.T, newStore Factory) {
 		{"IdempotentCompletion", testIdempotentCompletion},
 		{"Cancel", testCancel},
 		{"CancelHandsOverSharedRun", testCancelHandsOver},
+		{"CancelRunning", testCancelRunning},
+		{"CancelledCompletion", testCancelledCompletion},
+		{"CancelRescueAndRelease", testCancelRescueAndRelease},
 		{"Stats", testStats},
 		{"ListJobs", testListJobs},
+		{"CompleteRunsBatch", testCompleteRunsBatch},
+		{"ConcurrentBatches", testConcurrentBatches},
+		{"ReleaseRuns", testReleaseRuns},
+		{"Wake", testWake},
+		{"Tokens", testTokens},
+		{"TokenLastUsedThrottled", testTokenLastUsed},
+		{"Audit", testAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(setup(t, newStore)) })
@@ -160,21 +170,27 @@ func (e *env) wantNodes(rs []muster.Run, want ...string) {
 
 func spec(s string) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"command":%q}`, s)) }
 
-// Benchmark measures the dispatch cycle: claim batches of 10 ready runs
-// spread over 1000 nodes, then complete each. b.N is the number of runs;
-// it reports claims/s (each claim followed by its completion).
-func Benchmark(b *testing.B, newStore Factory) {
+// fill submits n one-shot runs spread over 1000 nodes, in jobs of 1000.
+func fill(b *testing.B, s muster.Store, n int) {
 	ctx := context.Background()
-	s := newStore(b)
-	for i := 0; i < b.N; i += 1000 {
+	for i := 0; i < n; i += 1000 {
 		var ts []string
-		for n := range min(1000, b.N-i) {
+		for n := range min(1000, n-i) {
 			ts = append(ts, fmt.Sprintf("node%04d", n))
 		}
 		if _, err := s.SubmitJob(ctx, muster.Job{Kind: muster.JobCommand, Targets: ts, Spec: spec(fmt.Sprint(i))}); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Benchmark measures the dispatch cycle: claim batches of 10 ready runs
+// spread over 1000 nodes, then complete each. b.N is the number of runs;
+// it reports claims/s (each claim followed by its completion).
+func Benchmark(b *testing.B, newStore Factory) {
+	ctx := context.Background()
+	s := newStore(b)
+	fill(b, s, b.N)
 	b.ResetTimer()
 	start := time.Now()
 	for done := 0; done < b.N; {
@@ -190,4 +206,37 @@ func Benchmark(b *testing.B, newStore Factory) {
 		done += len(rs)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "claims/s")
+}
+
+// BenchmarkBatch measures the dispatch cycle of a busy server: claim
+// batches of 100 ready runs spread over 1000 nodes, then complete each
+// batch with one CompleteRuns. b.N is the number of runs; it reports
+// runs/s (each claimed and completed).
+func BenchmarkBatch(b *testing.B, newStore Factory) {
+	ctx := context.Background()
+	s := newStore(b)
+	fill(b, s, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; {
+		rs, err := s.ClaimRuns(ctx, muster.ClaimParams{Server: "bench", Limit: 100, LeaseTTL: time.Minute})
+		if err != nil || len(rs) == 0 {
+			b.Fatalf("claim after %d: %d runs, %v", done, len(rs), err)
+		}
+		ps := make([]muster.CompleteParams, len(rs))
+		for i, r := range rs {
+			ps[i] = muster.CompleteParams{RunID: r.ID, Server: "bench", Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}
+		}
+		res, err := s.CompleteRuns(ctx, ps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil || r.Run.State != muster.RunSucceeded {
+				b.Fatalf("completion: %+v", r)
+			}
+		}
+		done += len(rs)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "runs/s")
 }
