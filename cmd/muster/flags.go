@@ -53,10 +53,15 @@ func (f *globalFlags) registerGlobal(root *cobra.Command) {
 	p.BoolVarP(&f.verbose, "verbose", "v", false, "show more: 'Started on' lines, warnings about unknown keys")
 }
 
+// registerTargets adds -t.
+func (f *globalFlags) registerTargets(c *cobra.Command) {
+	c.Flags().StringArrayVarP(&f.targets, "targets", "t", nil, "targets to act on: groups, names, aliases, globs or URIs, comma-separated; repeatable; @file reads them from a file")
+}
+
 // registerRun adds the flags of actions that touch targets.
 func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
 	fl := c.Flags()
-	fl.StringArrayVarP(&f.targets, "targets", "t", nil, "targets to act on: groups, names, aliases, globs or URIs, comma-separated; repeatable; @file reads them from a file")
+	f.registerTargets(c)
 	fl.IntVarP(&f.concurrency, "concurrency", "c", 100, "most targets acted on at once (a sliding window)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for each target's action, e.g. 30s or 5m (default: none)")
 	fl.BoolVar(&f.stream, "stream", false, "print output live, each line prefixed with its target's name")
@@ -110,7 +115,7 @@ func (f *globalFlags) defaults(c *cobra.Command) (map[string]any, error) {
 		ssh["connect-timeout"] = f.connectTimeout
 	}
 	if f.passwordPrompt || os.Getenv("MUSTER_PASSWORD") != "" {
-		pw, err := secret("MUSTER_PASSWORD", "SSH password: ", f.passwordPrompt)
+		pw, err := readSecret("MUSTER_PASSWORD", "SSH password: ", f.passwordPrompt)
 		if err != nil {
 			return nil, err
 		}
@@ -151,12 +156,12 @@ func (f *globalFlags) sudoPassword() (string, error) {
 	if !f.sudoPasswordPrompt && os.Getenv("MUSTER_SUDO_PASSWORD") == "" {
 		return "", nil
 	}
-	return secret("MUSTER_SUDO_PASSWORD", "sudo password: ", f.sudoPasswordPrompt)
+	return readSecret("MUSTER_SUDO_PASSWORD", "sudo password: ", f.sudoPasswordPrompt)
 }
 
 // secret reads a secret from the terminal without echo when prompt is set,
 // else from the named environment variable.
-func secret(envName, label string, prompt bool) (string, error) {
+func readSecret(envName, label string, prompt bool) (string, error) {
 	if !prompt {
 		return os.Getenv(envName), nil
 	}

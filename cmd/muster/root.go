@@ -42,6 +42,7 @@ type app struct {
 	stdout, stderr io.Writer
 	flags          globalFlags
 	interrupted    atomic.Bool
+	serving        atomic.Bool // muster server: a signal is a graceful stop
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -56,7 +57,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return
 		}
 		a.interrupted.Store(true)
-		fmt.Fprintln(stderr, "\nInterrupted: cancelling work in flight (press Ctrl-C again to exit at once)")
+		if a.serving.Load() {
+			fmt.Fprintln(stderr, "Stopping the server (signal again to exit at once)")
+		} else {
+			fmt.Fprintln(stderr, "\nInterrupted: cancelling work in flight (press Ctrl-C again to exit at once)")
+		}
 		cancel()
 		if _, ok := <-sigs; ok {
 			fmt.Fprintln(stderr, "Exiting at once: remote commands may still be running")
@@ -133,7 +138,8 @@ localhost), separated by commas.`,
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	a.flags.registerGlobal(root)
-	root.AddCommand(a.commandCommand(), a.scriptCommand(), a.fileCommand(), a.taskCommand(), a.planCommand(), a.inventoryCommand(), a.versionCommand())
+	root.AddCommand(a.commandCommand(), a.scriptCommand(), a.fileCommand(), a.taskCommand(), a.planCommand(), a.inventoryCommand(),
+		a.serverCommand(), a.jobCommand(), a.tokenCommand(), a.versionCommand())
 	return root
 }
 

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/output"
+)
+
+func (a *app) jobCommand() *cobra.Command {
+	var cf clientFlags
+	submit := a.jobSubmitCommand(&cf)
+	list, show, watch, cancel, bump, stats := a.jobListCommand(&cf), a.jobShowCommand(&cf), a.jobWatchCommand(&cf),
+		a.jobMutateCommand(&cf, "cancel"), a.jobMutateCommand(&cf, "bump"), a.jobStatsCommand(&cf)
+	g := group("job", "Queue work on a muster server, and follow it", submit, list, show, watch, cancel, bump, stats)
+	g.Long = `Talk to a running 'muster server' through its HTTP API. A job is a command,
+script, task or plan against targets; the server resolves the targets with
+its inventory and queues one node-run per target.
+
+The server is $MUSTER_SERVER or --server (default ` + defaultServerURL + `), and
+the token $MUSTER_TOKEN or --token-file (default: the admin token a server
+on this machine wrote to its data directory).`
+	cf.register(g)
+	return g
+}
+
+func (a *app) jobListCommand(cf *clientFlags) *cobra.Command {
+	var state string
+	var limit int
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Example: `  muster job list
+  muster job list --state running --format json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := a.jobClient(cf)
+			if err != nil {
+				return err
+			}
+			list, err := cl.ListJobs(c.Context(), httpapi.ListJobsOptions{State: muster.JobState(state), Limit: limit})
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(list)
+			}
+			if len(list.Jobs) == 0 {
+				fmt.Fprintln(a.stdout, "No jobs.")
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "%-6s %-9s %-8s %-8s %-20s %s\n", "ID", "STATE", "KIND", "TARGETS", "CREATED", "OBJECT")
+			for _, j := range list.Jobs {
+				fmt.Fprintf(a.stdout, "%-6d %-9s %-8s %-8s %-20s %s\n", j.ID, j.State, j.Kind, progress(j),
+					j.CreatedAt.Local().Format("2006-01-02 15:04:05"), oneLine(j.Object, 60))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&state, "state", "", "only jobs in this state: scheduled, pending, running, succeeded, failed or cancelled")
+	c.Flags().IntVar(&limit, "limit", 50, "at most this many jobs")
+	return c
+}
+
+// progress is "done/total" of a job's runs.
+func progress(j httpapi.JobView) string {
+	done, total := 0, 0
+	for st, n := range j.Counts {
+		total += n
+		if st.Final() {
+			done += n
+		}
+	}
+	return fmt.Sprintf("%d/%d", done, total)
+}
+
+func oneLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		s = s[:n-3] + "..."
+	}
+	return s
+}
+
+func jobID(arg string) (int64, error) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(arg, "#"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usagef("%q is not a job id (a positive number, as 'muster job list' shows)", arg)
+	}
+	return id, nil
+}
+
+// jobTarget checks --format and the job id argument and makes the client.
+func (a *app) jobTarget(cf *clientFlags, arg string) (int64, *httpapi.Client, error) {
+	if err := a.checkFormat(); err != nil {
+		return 0, nil, err
+	}
+	id, err := jobID(arg)
+	if err != nil {
+		return 0, nil, err
+	}
+	cl, err := cf.client()
+	return id, cl, err
+}
+
+// jobClient checks --format and makes the client.
+func (a *app) jobClient(cf *clientFlags) (*httpapi.Client, error) {
+	if err := a.checkFormat(); err != nil {
+		return nil, err
+	}
+	return cf.client()
+}
+
+func (a *app) jobShowCommand(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job and each target's result",
+		Long: `Show a job's settings and each target's result, in the same human and
+JSON formats as 'muster command run' (JSON adds a "job" object). Runs that
+have not finished are listed with their state.`,
+		Example: `  muster job show 42
+  muster job show 42 --format json`,
+		Args: exactArgs(1, "a job ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, cl, err := a.jobTarget(cf, args[0])
+			if err != nil {
+				return err
+			}
+			job, err := cl.Job(c.Context(), id)
+			if err != nil {
+				return apiError(err)
+			}
+			runs, err := cl.Runs(c.Context(), id, httpapi.RunsOptions{})
+			if err != nil {
+				return apiError(err)
+			}
+			return a.printJob(job, runs)
+		},
+	}
+}
+
+func (a *app) printJob(job httpapi.JobView, runs []httpapi.RunView) error {
+	var results []*muster.Result
+	for _, r := range runs {
+		if res := r.Result(); res != nil {
+			results = append(results, res)
+		}
+	}
+	if a.flags.format == "json" {
+		items := results
+		if items == nil {
+			items = []*muster.Result{}
+		}
+		return a.printJSON(map[string]any{"job": job, "items": items, "target_count": job.TargetCount,
+			"elapsed_time": elapsedOf(runs).Seconds()})
+	}
+	fmt.Fprintf(a.stdout, "Job %d: %s %q\n", job.ID, job.Kind, oneLine(job.Object, 200))
+	fmt.Fprintf(a.stdout, "  state %s, %s runs finished, priority %d, created %s by %s\n", job.State, progress(job),
+		job.Priority, job.CreatedAt.Local().Format(time.RFC3339), job.CreatedBy)
+	switch {
+	case job.Continuous:
+		fmt.Fprintln(a.stdout, "  continuous: each node runs again as soon as its run ends")
+	case job.Every > 0:
+		fmt.Fprintf(a.stdout, "  recurring every %s\n", time.Duration(job.Every))
+	}
+	h, _ := a.humanPrinter(0)
+	for _, r := range runs {
+		if res := r.Result(); res != nil {
+			h.Result(res)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "%s on %s (attempt %d)\n", r.State, r.Target, r.Attempt)
+	}
+	if len(results) > 0 {
+		return h.Finish(results, elapsedOf(runs), false)
+	}
+	return nil
+}
+
+// elapsedOf spans the first start to the last finish of runs.
+func elapsedOf(runs []httpapi.RunView) time.Duration {
+	var first, last time.Time
+	for _, r := range runs {
+		if !r.StartedAt.IsZero() && (first.IsZero() || r.StartedAt.Before(first)) {
+			first = r.StartedAt
+		}
+		if r.FinishedAt.After(last) {
+			last = r.FinishedAt
+		}
+	}
+	if first.IsZero() || last.Before(first) {
+		return 0
+	}
+	return last.Sub(first)
+}
+
+func (a *app) jobWatchCommand(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a job live: each target's result as it finishes, then a summary",
+		Long: `Follow a job until it finishes, printing each target's result as its run
+ends (with --format json, one Bolt result object per line as runs end).
+Exit code: 0 when every run succeeded, 1 when any failed or the job was
+cancelled. Ctrl-C stops watching; the job goes on.`,
+		Example: `  muster job watch 42`,
+		Args:    exactArgs(1, "a job ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, cl, err := a.jobTarget(cf, args[0])
+			if err != nil {
+				return err
+			}
+			return a.watchJob(c.Context(), cl, id)
+		},
+	}
+}
+
+// watchJob prints each run's result as it ends, then the summary.
+func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64) error {
+	var h *output.Human // made at the first event, with a progress bar on a terminal
+	var bar *output.ProgressBar
+	printer := func(total int) *output.Human {
+		if h == nil {
+			h, bar = a.humanPrinter(total)
+		}
+		return h
+	}
+	printed := map[int64]int{} // run id -> attempt printed
+	var results []*muster.Result
+	var final *httpapi.JobView
+	start := time.Now()
+	err := cl.Events(ctx, id, func(ev httpapi.Event) error {
+		switch ev.Type {
+		case httpapi.EventJob:
+			if a.flags.format != "json" {
+				printer(ev.Job.TargetCount)
+			}
+		case httpapi.EventRun:
+			res := ev.Run.Result()
+			if res == nil || printed[ev.Run.ID] == ev.Run.Attempt {
+				return nil
+			}
+			printed[ev.Run.ID] = ev.Run.Attempt
+			results = append(results, res)
+			if a.flags.format == "json" {
+				b, _ := res.MarshalJSON()
+				fmt.Fprintln(a.stdout, string(b))
+			} else {
+				printer(0).Result(res)
+			}
+		case httpapi.EventEnd:
+			final = ev.Job
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted: the job goes on
+		}
+		return apiError(err)
+	}
+	if bar != nil {
+		bar.Done()
+	}
+	if a.flags.format != "json" && len(results) > 0 {
+		_ = printer(0).Finish(results, time.Since(start), false)
+	}
+	if final != nil && final.State != muster.JobSucceeded {
+		if a.flags.format != "json" {
+			fmt.Fprintf(a.stdout, "Job %d %s\n", id, final.State)
+		}
+		return errFailedRun
+	}
+	return nil
+}
+
+// humanPrinter prints results as the CLI's runs do (colour on a terminal
+// unless NO_COLOR).
+// With total > 1 and a terminal on both streams, a progress bar on stderr
+// counts finished targets.
+func (a *app) humanPrinter(total int) (*output.Human, *output.ProgressBar) {
+	color := isTerminal(a.stdout) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	o := output.HumanOptions{Color: color, Verbose: a.flags.verbose}
+	var bar *output.ProgressBar
+	if total > 1 && isTerminal(a.stdout) && isTerminal(a.stderr) {
+		bar = output.NewProgressBar(a.stderr, total, color)
+		o.Bar = bar
+	}
+	return output.NewHuman(a.stdout, o), bar
+}
+
+func (a *app) jobMutateCommand(cf *clientFlags, verb string) *cobra.Command {
+	short := map[string]string{
+		"cancel": "Cancel a job: runs that have not started never will; running ones are stopped",
+		"bump":   "Move a job's waiting runs to the front of the queue, ready now",
+	}[verb]
+	return &cobra.Command{
+		Use:     verb + " ID",
+		Short:   short,
+		Example: "  muster job " + verb + " 42",
+		Args:    exactArgs(1, "a job ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, cl, err := a.jobTarget(cf, args[0])
+			if err != nil {
+				return err
+			}
+			if verb == "cancel" {
+				res, err := cl.Cancel(c.Context(), id)
+				if err != nil {
+					return apiError(err)
+				}
+				if a.flags.format == "json" {
+					return a.printJSON(res)
+				}
+				fmt.Fprintf(a.stdout, "Job %d cancelled: %d waiting run(s) will not start; %d running run(s) are being stopped",
+					id, res.Cancelled, res.Stopping)
+				if shared := res.Job.Counts[muster.RunRunning] - res.Stopping; shared > 0 {
+					fmt.Fprintf(a.stdout, "; %d running run(s) shared with another job go on for it", shared)
+				}
+				fmt.Fprintln(a.stdout)
+				return nil
+			}
+			job, err := cl.Bump(c.Context(), id)
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(job)
+			}
+			fmt.Fprintf(a.stdout, "Job %d moved to the front of the queue\n", id)
+			return nil
+		},
+	}
+}
+
+func (a *app) jobStatsCommand(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats",
+		Short: "Show the queue: runs by state, the oldest ready run's age, wait and run-time percentiles, throughput",
+		Long: `Show the queue as the server sees it. "Oldest ready" is how long the
+longest-waiting ready run has waited: when it grows, add capacity. Wait is
+ready-to-started, run time started-to-finished, both as p50/p95/p99 over
+the most recent finished runs (never a mean).`,
+		Example: `  muster job stats
+  muster job stats --format json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := a.jobClient(cf)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Stats(c.Context())
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(st)
+			}
+			var states []string
+			for _, s := range muster.RunStates {
+				states = append(states, fmt.Sprintf("%s %d", s, st.Counts[s]))
+			}
+			fmt.Fprintf(a.stdout, "Runs:         %s\n", strings.Join(states, ", "))
+			fmt.Fprintf(a.stdout, "Ready:        %d (oldest waiting %s)\n", st.Ready, secs(st.OldestReadyAgeSeconds))
+			fmt.Fprintf(a.stdout, "Wait:         p50 %s  p95 %s  p99 %s  (%d runs)\n", secs(st.Wait.P50), secs(st.Wait.P95), secs(st.Wait.P99), st.Wait.N)
+			fmt.Fprintf(a.stdout, "Run time:     p50 %s  p95 %s  p99 %s  (%d runs)\n", secs(st.RunTime.P50), secs(st.RunTime.P95), secs(st.RunTime.P99), st.RunTime.N)
+			fmt.Fprintf(a.stdout, "Finished:     %d in 1m, %d in 5m, %d in 15m\n", st.Finished.M1, st.Finished.M5, st.Finished.M15)
+			fmt.Fprintf(a.stdout, "Throughput:   %.2f/s (1m), %.2f/s (5m), %.2f/s (15m)\n", st.Throughput.M1, st.Throughput.M5, st.Throughput.M15)
+			return nil
+		},
+	}
+}
+
+func secs(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
+}

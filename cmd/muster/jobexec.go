@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/inventory"
+	"github.com/muster-run/muster/internal/plan"
+	"github.com/muster-run/muster/internal/secret"
+	"github.com/muster-run/muster/internal/target"
+	"github.com/muster-run/muster/internal/task"
+)
+
+// jobEngine runs queued node-runs with the same engine as the CLI: the
+// server's inventory, module path and one SSH connection pool. It also
+// checks submissions (prepare) against the same tasks and plans.
+type jobEngine struct {
+	a       *app // a quiet copy of the server's app: plan progress is not printed
+	inv     *inventory.Inventory
+	tasks   *task.Index
+	plans   *plan.Index
+	runner  *action.Runner
+	box     *secret.Box
+	project string
+	// fake, when set, replaces every action with a sleep of this length that
+	// succeeds without touching a target (muster server --backend fake:D).
+	fake *time.Duration
+}
+
+// resolve turns a target spec into node names, for the API.
+func (e *jobEngine) resolve(_ context.Context, spec string) ([]string, error) {
+	targets, err := target.Resolve(e.inv, []string{spec})
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("no targets match %q", spec)
+	}
+	return names(targets), nil
+}
+
+// prepare checks a submitted spec against the server's tasks and plans,
+// and moves sensitive task parameters into the spec's secrets, which the
+// API seals before storing. Secret parameter values are JSON, decoded here.
+func (e *jobEngine) prepare(kind muster.JobKind, spec *muster.JobSpec) error {
+	switch kind {
+	case muster.JobTask:
+		tk, err := e.tasks.Get(spec.Task)
+		if err != nil {
+			return err
+		}
+		params, err := withSecretParams(spec)
+		if err != nil {
+			return err
+		}
+		valid, err := tk.Metadata.Validate(tk.Name, params)
+		if err != nil {
+			return err
+		}
+		spec.Params = map[string]any{}
+		for k, v := range valid {
+			if p := paramOf(tk.Metadata, k); p != nil && p.Sensitive {
+				b, _ := json.Marshal(v)
+				if spec.Secrets == nil {
+					spec.Secrets = map[string]string{}
+				}
+				spec.Secrets[muster.SecretParam(k)] = string(b)
+				continue
+			}
+			spec.Params[k] = v
+		}
+		for k := range spec.Secrets {
+			if name, ok := strings.CutPrefix(k, "param:"); ok && valid[name] == nil {
+				delete(spec.Secrets, k)
+			}
+		}
+	case muster.JobPlan:
+		if _, err := e.plans.Get(spec.Plan); err != nil {
+			return err
+		}
+		if _, err := withSecretParams(spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func paramOf(md *task.Metadata, name string) *task.Param {
+	if md == nil {
+		return nil
+	}
+	return md.Parameters[name]
+}
+
+// withSecretParams returns the spec's parameters with its "param:NAME"
+// secrets merged in. A secret's value is taken as JSON when it parses,
+// else as a string.
+func withSecretParams(spec *muster.JobSpec) (map[string]any, error) {
+	params := map[string]any{}
+	for k, v := range spec.Params {
+		params[k] = v
+	}
+	for k, v := range spec.Secrets {
+		name, ok := strings.CutPrefix(k, "param:")
+		if !ok {
+			continue
+		}
+		var val any
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
+			val = v
+		}
+		params[name] = val
+	}
+	return params, nil
+}
+
+// execute runs one node-run and returns its Bolt-shaped result.
+func (e *jobEngine) execute(ctx context.Context, r muster.Run) *muster.Result {
+	res := &muster.Result{Target: r.Node, Action: string(r.Kind)}
+	fail := func(kind, format string, args ...any) *muster.Result {
+		res.Error = muster.Errorf(kind, format, args...)
+		return res
+	}
+	spec, err := muster.DecodeJobSpec(r.Spec)
+	if err != nil {
+		return fail(muster.KindInvalid, "run %d: %v", r.ID, err)
+	}
+	res.Object = spec.Object(r.Kind)
+	if e.fake != nil && *e.fake == 0 {
+		res.Value = map[string]any{"fake": true}
+		return res
+	}
+	if e.fake != nil {
+		select {
+		case <-time.After(*e.fake):
+			res.Value = map[string]any{"fake": true}
+			return res
+		case <-ctx.Done():
+			return fail(muster.KindCancelled, "cancelled: %v", context.Cause(ctx))
+		}
+	}
+	secrets, err := e.box.Open(spec.Sealed)
+	if err != nil {
+		return fail(muster.KindInvalid, "run %d: %v", r.ID, err)
+	}
+	spec.Secrets = secrets
+	targets, err := target.Resolve(e.inv, []string{r.Node})
+	if err != nil || len(targets) != 1 {
+		return fail(muster.KindInvalid, "node %q is no longer in the inventory: %v", r.Node, err)
+	}
+	t := targets[0]
+	defer e.runner.Release(t)
+	env := map[string]string{
+		"MUSTER_JOB_ID": strconv.FormatInt(r.JobID, 10), "MUSTER_RUN_ID": strconv.FormatInt(r.ID, 10),
+		"MUSTER_NODE": r.Node, "MUSTER_ATTEMPT": strconv.Itoa(r.Attempt),
+	}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	opts := action.Options{Env: env, RunAs: spec.RunAs, SudoPassword: secrets[muster.SecretSudoPassword], TmpDir: e.a.flags.tmpdir}
+	switch r.Kind {
+	case muster.JobCommand:
+		return e.runner.Command(ctx, t, spec.Command, opts)
+	case muster.JobScript:
+		return e.runner.Script(ctx, t, spec.Script, spec.ScriptBody, spec.Args, opts)
+	case muster.JobTask:
+		tk, err := e.tasks.Get(spec.Task)
+		if err != nil {
+			return fail(muster.KindInvalid, "%v", err)
+		}
+		params, _ := withSecretParams(&spec)
+		valid, err := tk.Metadata.Validate(tk.Name, params)
+		if err != nil {
+			res.Error = muster.AsError(err, muster.KindInvalid)
+			return res
+		}
+		tr := &action.TaskRun{Task: tk, Index: e.tasks, Params: valid, Secrets: tk.Metadata.SensitiveValues(valid)}
+		return e.runner.Task(ctx, t, tr, opts)
+	case muster.JobPlan:
+		return e.runPlan(ctx, r, t, spec, opts)
+	}
+	return fail(muster.KindInvalid, "unknown job kind %q", r.Kind)
+}
+
+// runPlan runs a plan with its targets parameter set to the run's node.
+func (e *jobEngine) runPlan(ctx context.Context, r muster.Run, t *muster.Target, spec muster.JobSpec, opts action.Options) *muster.Result {
+	res := &muster.Result{Target: r.Node, Action: "plan", Object: spec.Plan}
+	p, err := e.plans.Get(spec.Plan)
+	if err != nil {
+		res.Error = muster.AsError(err, muster.KindInvalid)
+		return res
+	}
+	params, _ := withSecretParams(&spec)
+	params["targets"] = t.Name
+	pr := &planRunner{a: e.a, inv: e.inv, tasks: e.tasks, runner: e.runner, project: e.project, opts: opts}
+	ret, err := p.Run(ctx, pr, params, plan.Options{Concurrency: e.a.flags.concurrency, Index: e.plans})
+	if err != nil {
+		res.Error = muster.AsError(err, plan.KindPlanFailure)
+		if rs, ok := res.Error.Details["result_set"].([]*muster.Result); ok {
+			b, _ := json.Marshal(rs)
+			res.Error.Details["result_set"] = json.RawMessage(b)
+		}
+		return res
+	}
+	res.Value = map[string]any{"value": plan.ToData(ret)}
+	return res
+}
+
+// quietApp is a copy of a for work the server does on its own behalf:
+// nothing it would print reaches the server's terminal.
+func quietApp(a *app) *app {
+	return &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, flags: a.flags}
+}
