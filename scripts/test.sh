@@ -59,7 +59,8 @@ if ldd /tmp/muster-test-build >/dev/null 2>&1; then echo "muster binary is not s
 rm -f /tmp/muster-test-build
 
 echo "==> go test -race (concurrent packages)"
-go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local ./internal/sqlite ./internal/postgres
+go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local ./internal/sqlite ./internal/postgres \
+  ./internal/dispatch ./internal/capacity ./internal/httpapi
 
 echo "==> go test (everything)"
 go test -count=1 ./...
