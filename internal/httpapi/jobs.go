@@ -110,21 +110,13 @@ func pageParams(q url.Values) (before int64, limit int, err error) {
 	return before, int(l), nil
 }
 
-// submitAudit is the audit detail of a submission: the request without
-// its secrets or script body, and the resolved target count.
+// submitAudit is the audit detail of a submission: the request with its
+// secrets and script body taken out of the spec, the resolved target count
+// and how many nodes merged into pending runs.
 type submitAudit struct {
-	Kind          muster.JobKind     `json:"kind"`
-	Targets       Targets            `json:"targets"`
-	TargetCount   int                `json:"target_count"`
-	Spec          muster.JobSpec     `json:"spec"`
-	Priority      int                `json:"priority,omitzero"`
-	RunAt         time.Time          `json:"run_at,omitzero"`
-	Every         Duration           `json:"every,omitzero"`
-	Continuous    bool               `json:"continuous,omitzero"`
-	Retries       int                `json:"retries,omitzero"`
-	Timeout       Duration           `json:"timeout,omitzero"`
-	OnLeaseExpiry muster.LeasePolicy `json:"on_lease_expiry,omitzero"`
-	Coalesced     int                `json:"coalesced,omitzero"`
+	SubmitRequest
+	TargetCount int `json:"target_count"`
+	Coalesced   int `json:"coalesced,omitzero"`
 }
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster.Token) error {
@@ -149,7 +141,8 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 			return fieldErr("spec", "%v", err)
 		}
 	}
-	shown := spec.Redacted()
+	audited := req
+	audited.Spec = spec.Redacted()
 	if len(spec.Secrets) > 0 {
 		if s.cfg.Sealer == nil {
 			return fieldErr("spec.secrets", "this server has no secret key, so it cannot accept secrets "+
@@ -180,9 +173,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 		return err
 	}
 	s.audit(r, who, "job.submit", fmt.Sprintf("job/%d", res.Job.ID), submitAudit{
-		Kind: req.Kind, Targets: req.Targets, TargetCount: len(nodes), Spec: shown, Priority: req.Priority,
-		RunAt: req.RunAt, Every: req.Every, Continuous: req.Continuous, Retries: req.Retries,
-		Timeout: req.Timeout, OnLeaseExpiry: req.OnLeaseExpiry, Coalesced: len(res.Coalesced),
+		SubmitRequest: audited, TargetCount: len(nodes), Coalesced: len(res.Coalesced),
 	})
 	j := res.Job
 	if got, err := s.store.GetJob(r.Context(), j.ID); err == nil {
