@@ -1,6 +1,7 @@
 package muster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -40,6 +41,24 @@ func (e *Error) Unwrap() error { return e.Err }
 func Errorf(kind, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
 	return &Error{Kind: kind, Msg: err.Error(), Details: map[string]any{}, Err: errors.Unwrap(err)}
+}
+
+// ContextError turns the done ctx into an error about what ("command on
+// web1"): KindTimeout when its deadline passed, else KindCancelled. The
+// message gives the context's cause when one was set (such as "job 7 was
+// cancelled while running on web1") rather than a bare "context canceled",
+// and the error wraps ctx.Err() for errors.Is.
+func ContextError(ctx context.Context, what string) *Error {
+	err := ctx.Err()
+	kind, verb := KindCancelled, "was cancelled"
+	if errors.Is(err, context.DeadlineExceeded) {
+		kind, verb = KindTimeout, "timed out"
+	}
+	why := err
+	if c := context.Cause(ctx); c != nil {
+		why = c
+	}
+	return &Error{Kind: kind, Msg: fmt.Sprintf("%s %s: %v", what, verb, why), Details: map[string]any{}, Err: err}
 }
 
 // WithCode sets the issue code and returns e.

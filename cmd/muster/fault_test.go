@@ -158,6 +158,11 @@ func TestServerCancelStopsRunningRuns(t *testing.T) {
 		if r.State != muster.RunCancelled || r.Attempt != 1 || !strings.HasPrefix(r.Error, "muster/cancelled: job ") {
 			t.Errorf("run on %s: %s attempt %d (%s), want cancelled at attempt 1", r.Target, r.State, r.Attempt, r.Error)
 		}
+		// The result says why, not a bare "context canceled".
+		e, _ := r.Value["_error"].(map[string]any)
+		if msg, _ := e["msg"].(string); !strings.Contains(msg, "was cancelled: job cancelled by request") {
+			t.Errorf("run on %s: _error %v, want the cancel named as the cause", r.Target, e)
+		}
 	}
 	if n := countSleeps(); n != 0 {
 		t.Errorf("%d 'sleep 300' processes of the cancelled job still run", n)

@@ -30,7 +30,7 @@ func New() *Transport { return &Transport{} }
 // command's process group, then SIGKILL after a grace period.
 func (l *Transport) Exec(ctx context.Context, t *muster.Target, cmd *muster.Command) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return -1, cancelError(ctx, t)
+		return -1, muster.ContextError(ctx, "command on "+t.Name)
 	}
 	c := exec.Command("/bin/sh", "-c", cmd.Line)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -75,7 +75,7 @@ func (l *Transport) Exec(ctx context.Context, t *muster.Target, cmd *muster.Comm
 	close(done)
 	<-stopped
 	if ctx.Err() != nil {
-		return -1, cancelError(ctx, t)
+		return -1, muster.ContextError(ctx, "command on "+t.Name)
 	}
 	var exitErr *exec.ExitError
 	switch {
@@ -102,11 +102,4 @@ func writerOrDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
-}
-
-func cancelError(ctx context.Context, t *muster.Target) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return muster.Errorf(muster.KindTimeout, "command on %s timed out: %w", t.Name, ctx.Err())
-	}
-	return muster.Errorf(muster.KindCancelled, "command on %s was cancelled: %w", t.Name, ctx.Err())
 }

@@ -106,7 +106,7 @@ func (t *Transport) getConn(ctx context.Context, p *params) (*conn, error) {
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
-			return nil, ctxError(ctx, "connecting to "+p.name)
+			return nil, muster.ContextError(ctx, "connecting to "+p.name)
 		}
 		if s.err != nil {
 			return nil, s.err

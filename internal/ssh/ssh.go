@@ -129,14 +129,6 @@ func errClosed(p *params) error {
 	return muster.Errorf(muster.KindCancelled, "ssh transport closed while running on %s", p.name)
 }
 
-// ctxError turns a done context into a Cancelled or Timeout error.
-func ctxError(ctx context.Context, what string) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return muster.Errorf(muster.KindTimeout, "%s timed out: %w", what, ctx.Err())
-	}
-	return muster.Errorf(muster.KindCancelled, "%s cancelled: %w", what, ctx.Err())
-}
-
 // Exec runs cmd on tg over the target's pooled connection. See
 // muster.Transport.
 func (t *Transport) Exec(ctx context.Context, tg *muster.Target, cmd *muster.Command) (int, error) {
@@ -145,7 +137,7 @@ func (t *Transport) Exec(ctx context.Context, tg *muster.Target, cmd *muster.Com
 		return -1, err
 	}
 	if ctx.Err() != nil {
-		return -1, ctxError(ctx, "command on "+p.name)
+		return -1, muster.ContextError(ctx, "command on "+p.name)
 	}
 	c, err := t.getConn(ctx, p)
 	if err != nil {
@@ -230,7 +222,7 @@ func (t *Transport) run(ctx context.Context, p *params, sess *xssh.Session, cmd 
 		case <-done:
 		case <-time.After(disconnectGrace):
 		}
-		return -1, ctxError(ctx, "command on "+p.name)
+		return -1, muster.ContextError(ctx, "command on "+p.name)
 	case <-t.ctx.Done():
 		return -1, errClosed(p)
 	}
@@ -260,7 +252,7 @@ func (t *Transport) openSession(ctx context.Context, p *params, c *conn) (*xssh.
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctxError(ctx, "command on "+p.name)
+		return nil, muster.ContextError(ctx, "command on "+p.name)
 	case <-c.done:
 		return nil, errDead
 	}
@@ -285,7 +277,7 @@ func (t *Transport) openSession(ctx context.Context, p *params, c *conn) (*xssh.
 		case <-time.After(time.Duration(attempt) * 2 * time.Millisecond):
 		case <-ctx.Done():
 			<-c.sem
-			return nil, ctxError(ctx, "command on "+p.name)
+			return nil, muster.ContextError(ctx, "command on "+p.name)
 		}
 	}
 }
