@@ -243,6 +243,33 @@ type RunFilter struct {
 	Limit  int // 0 means 1000
 }
 
+// OutputChunk is a piece of a running attempt's live output: whole lines
+// of its stdout or stderr, as the server running it flushed them. Live
+// output is a view for watchers; the run's result holds the complete
+// output once the attempt ends.
+type OutputChunk struct {
+	ID      int64 // assigned by AppendOutput, increasing in append order
+	RunID   int64
+	Attempt int
+	Node    string // the run's node (filled in by ListOutput)
+	Stream  string // OutputStdout or OutputStderr
+	Data    []byte
+	At      time.Time // when it was appended
+}
+
+// Output streams.
+const (
+	OutputStdout = "stdout"
+	OutputStderr = "stderr"
+)
+
+// OutputFilter selects chunks for ListOutput.
+type OutputFilter struct {
+	JobID   int64 // chunks of runs serving this job (including coalesced ones); required
+	AfterID int64 // paging: only chunks with a larger id
+	Limit   int   // 0 means 1000
+}
+
 // Percentiles summarises a sample of durations.
 type Percentiles struct {
 	N             int
@@ -333,6 +360,15 @@ type Store interface {
 	// cancel was requested. Live leases are never touched. It returns the
 	// rescued runs' ids.
 	RescueExpired(ctx context.Context) ([]int64, error)
+	// AppendOutput stores chunks of live output of running attempts, in
+	// the given order, in one transaction. A chunk whose run is no longer
+	// running that attempt is dropped without error: it arrived late, and
+	// the result has it. A run's chunks are deleted when an attempt of it
+	// ends (CompleteRun(s), ReleaseRuns, RescueExpired, CancelJob), so
+	// they only ever hold output of attempts still running.
+	AppendOutput(ctx context.Context, chunks []OutputChunk) error
+	// ListOutput returns chunks of the runs serving a job, oldest first.
+	ListOutput(ctx context.Context, f OutputFilter) ([]OutputChunk, error)
 	GetJob(ctx context.Context, id int64) (Job, error)
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
 	GetRun(ctx context.Context, id int64) (Run, error)

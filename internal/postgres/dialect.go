@@ -19,6 +19,9 @@ import (
 // queueLockKey is the advisory lock key ("muster" in ASCII).
 const queueLockKey int64 = 0x6d7573746572
 
+// outputLockKey serialises AppendOutput (migrateLockKey is queueLockKey+1).
+const outputLockKey int64 = queueLockKey + 2
+
 // channel is the LISTEN/NOTIFY channel on which servers announce work.
 const channel = "muster_work"
 
@@ -31,6 +34,8 @@ var dialect = sqlstore.Dialect{
 	ForUpdate:  " FOR UPDATE OF r",
 	Notify:     notify,
 	Analyze:    "ANALYZE runs",
+	Unhex:      unhex,
+	LockOutput: lockOutput,
 }
 
 // sqlx is the identity: the neutral SQL is PostgreSQL's.
@@ -65,5 +70,28 @@ func rows(param string, cols ...sqlstore.Col) string {
 // (PostgreSQL folds identical notifications of one transaction into one).
 func notify(ctx context.Context, tx *sqlstore.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_notify('`+channel+`', '')`)
+	return err
+}
+
+// unhex decodes hex text to a bytea.
+func unhex(expr string) string { return `decode(` + expr + `, 'hex')` }
+
+// lockOutput serialises AppendOutput under its own advisory lock, so that
+// chunk ids, drawn from a sequence, become visible in increasing order: an
+// append that drew lower ids cannot commit after a watcher has read past
+// them. It then key-share locks the chunks' running runs, in id order like
+// every other row lock on running runs, before the insert takes its
+// snapshot. A writer that ends an attempt locks its run FOR UPDATE, so it
+// waits for the append to commit, and then reads the run's has_output
+// (which the append set) and deletes its chunks; an append that waited
+// for such a writer inserts in a later statement, whose snapshot shows
+// the attempt ended, and stores nothing for it.
+func lockOutput(ctx context.Context, tx *sqlstore.Tx, runIDs []int64) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, outputLockKey); err != nil {
+		return err
+	}
+	cond, arg := ids("r.id", "$1", runIDs)
+	_, err := tx.ExecContext(ctx, `SELECT r.id FROM runs r WHERE `+cond+` AND r.state='running'
+		ORDER BY r.id FOR KEY SHARE OF r`, arg)
 	return err
 }

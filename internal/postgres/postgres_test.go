@@ -54,7 +54,7 @@ func TestConcurrentOpen(t *testing.T) {
 		}
 	}
 	var n int
-	if err := first.DB().QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 4 {
+	if err := first.DB().QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 5 {
 		t.Fatalf("schema_migrations has %d rows, %v", n, err)
 	}
 }

@@ -10,10 +10,11 @@ import (
 // SQLite's side of the dialect. The writer is one connection and every write
 // transaction is BEGIN IMMEDIATE, so writes are already serialised and
 // nothing else holds the rows a transaction reads: no advisory lock, no row
-// locks, no SKIP LOCKED. Lists of ids and rows are bound as JSON text and
-// read back with json_each.
+// locks, no SKIP LOCKED (and AppendOutput needs no LockOutput: its ids are
+// committed in order, and no attempt ends while it runs). Lists of ids and
+// rows are bound as JSON text and read back with json_each.
 
-var dialect = sqlstore.Dialect{Rewrite: sqlx, LockQueue: lockQueue, IDs: ids, Rows: rows, CacheStatements: true}
+var dialect = sqlstore.Dialect{Rewrite: sqlx, LockQueue: lockQueue, IDs: ids, Rows: rows, CacheStatements: true, Unhex: unhex}
 
 // sqlx rewrites PostgreSQL's two-argument GREATEST/LEAST to SQLite's scalar MAX/MIN.
 func sqlx(q string) string {
@@ -45,3 +46,6 @@ func rows(param string, cols ...sqlstore.Col) string {
 	b.WriteString(" FROM json_each(" + param + ") LIMIT -1)")
 	return b.String()
 }
+
+// unhex decodes hex text to a blob.
+func unhex(expr string) string { return `unhex(` + expr + `)` }

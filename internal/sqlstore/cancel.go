@@ -36,16 +36,17 @@ func (s *Store) CancelJob(ctx context.Context, id int64) (muster.CancelResult, e
 			WHERE job_id=$1 AND state IN `+waiting+` AND (`+heir+`) IS NOT NULL`, id); err != nil {
 			return err
 		}
-		r, err := tx.ExecContext(ctx, `UPDATE runs SET state='cancelled', finished_at=$2
-			WHERE job_id=$1 AND state IN `+waiting, id, now)
+		cancelled, err := QueryIDs(ctx, tx, `UPDATE runs SET state='cancelled', finished_at=$2
+			WHERE job_id=$1 AND state IN `+waiting+` RETURNING id`, id, now)
 		if err != nil {
 			return err
 		}
-		n, err := r.RowsAffected()
-		if err != nil {
+		res.Cancelled = len(cancelled)
+		// A waiting run has no attempt running, so no output; this keeps
+		// the rule that a run ending drops its chunks without relying on it.
+		if err := s.dropOutput(ctx, tx, cancelled); err != nil {
 			return err
 		}
-		res.Cancelled = int(n)
 		// The running runs serving the job, row-locked in id order first.
 		running, err := QueryIDs(ctx, tx, `SELECT r.id FROM runs r WHERE r.id IN (SELECT run_id FROM requests WHERE job_id=$1)
 			AND r.state='running' ORDER BY +r.id`+s.D.ForUpdate, id)

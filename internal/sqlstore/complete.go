@@ -58,6 +58,7 @@ type heldRun struct {
 	muster.Run
 	done     int       // completed_attempt: the last attempt whose end was recorded
 	stopping bool      // its cancel was requested (CancelJob)
+	output   bool      // has_output: some chunk of its output was stored
 	job      repeating // what repeat needs of the run's job
 }
 
@@ -123,6 +124,7 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		now = fromUS(us(s.Opt.Now()))
 		var upd []completion
 		var ended []muster.Run
+		var output []int64 // runs whose chunks go
 		jobs := map[int64]*repeating{}
 		for i, p := range ps {
 			if !valid[i] {
@@ -157,6 +159,9 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 			}
 			upd = append(upd, completion{ID: r.ID, Server: p.Server, Attempt: int64(p.Attempt), State: string(r.State),
 				ExitCode: int64(r.ExitCode), Error: r.Error, Result: string(r.Result), RunAt: us(r.RunAt)})
+			if r.output {
+				output = append(output, r.ID)
+			}
 			if r.State.Final() && r.State != muster.RunCancelled && r.job.repeats() {
 				ended = append(ended, r.Run)
 				jobs[r.JobID] = &r.job
@@ -191,6 +196,9 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		if len(done) != len(upd) {
 			return fmt.Errorf("complete: %d of %d held runs changed while their completion was recorded", len(upd)-len(done), len(upd))
 		}
+		if err := s.dropOutput(ctx, tx, output); err != nil {
+			return err
+		}
 		if wake, err = s.repeat(ctx, tx, ended, jobs, now); err != nil || !wake {
 			return err
 		}
@@ -221,17 +229,17 @@ func (s *Store) heldRuns(ctx context.Context, tx *Tx, ids []int64) (map[int64]*h
 		for rows.Next() {
 			h := &heldRun{}
 			dest, fill := h.job.scanDest()
-			var cancelReq int64
-			if h.Run, err = scanRun(rows, append(dest, &h.done, &cancelReq)...); err != nil {
+			var cancelReq, output int64
+			if h.Run, err = scanRun(rows, append(dest, &h.done, &cancelReq, &output)...); err != nil {
 				return err
 			}
 			fill()
-			h.stopping = cancelReq > 0
+			h.stopping, h.output = cancelReq > 0, output != 0
 			held[h.ID] = h
 		}
 		return rows.Err()
 	}
-	const cols = `SELECT ` + runFields + `, ` + jobRepeatFields + `, r.completed_attempt, r.cancel_requested_at FROM runs r JOIN jobs j ON j.id = r.job_id`
+	const cols = `SELECT ` + runFields + `, ` + jobRepeatFields + `, r.completed_attempt, r.cancel_requested_at, r.has_output FROM runs r JOIN jobs j ON j.id = r.job_id`
 	err := read(cols+` WHERE %s AND r.lease_owner <> '' ORDER BY +r.id`+s.D.ForUpdate, ids)
 	if err != nil {
 		return nil, err

@@ -60,22 +60,29 @@ func (s *Store) ReleaseRuns(ctx context.Context, server string, ids []int64) ([]
 			finished_at=CASE WHEN cancel_requested_at > 0 THEN `+now+` ELSE finished_at END,
 			error=CASE WHEN cancel_requested_at > 0 THEN 'muster/cancelled: the job was cancelled while the run was running (its server released it unreported)'
 				ELSE error END
-			WHERE id IN (SELECT r.id FROM runs r WHERE `+cond+` ORDER BY +r.id`+s.D.ForUpdate+`) RETURNING id, state`, args...)
+			WHERE id IN (SELECT r.id FROM runs r WHERE `+cond+` ORDER BY +r.id`+s.D.ForUpdate+`) RETURNING id, state, has_output`, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		out, requeued = nil, false
+		var output []int64
 		for rows.Next() {
-			var id int64
+			var id, hasOutput int64
 			var state muster.RunState
-			if err := rows.Scan(&id, &state); err != nil {
+			if err := rows.Scan(&id, &state, &hasOutput); err != nil {
 				return err
 			}
 			out = append(out, id)
 			requeued = requeued || state == muster.RunPending
+			if hasOutput != 0 {
+				output = append(output, id)
+			}
 		}
-		if err := rows.Err(); err != nil || !requeued {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := s.dropOutput(ctx, tx, output); err != nil || !requeued {
 			return err
 		}
 		return s.notify(ctx, tx)
@@ -100,28 +107,29 @@ func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
 		if err := s.D.LockQueue(ctx, tx); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+runFields+`, r.cancel_requested_at FROM runs r JOIN jobs j ON j.id = r.job_id
+		rows, err := tx.QueryContext(ctx, `SELECT `+runFields+`, r.cancel_requested_at, r.has_output FROM runs r JOIN jobs j ON j.id = r.job_id
 			WHERE r.state='running' AND r.lease_expires_at < $1 ORDER BY +r.id`+s.D.ForUpdate, us(now))
 		if err != nil {
 			return err
 		}
 		var expired []muster.Run
-		stopping := map[int64]bool{}
+		stopping, hasOutput := map[int64]bool{}, map[int64]bool{}
 		for rows.Next() {
-			var cancelReq int64
-			r, err := scanRun(rows, &cancelReq)
+			var cancelReq, output int64
+			r, err := scanRun(rows, &cancelReq, &output)
 			if err != nil {
 				rows.Close()
 				return err
 			}
 			expired = append(expired, r)
-			stopping[r.ID] = cancelReq > 0
+			stopping[r.ID], hasOutput[r.ID] = cancelReq > 0, output != 0
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		var failed []muster.Run
+		var output []int64
 		for _, r := range expired {
 			msg := fmt.Sprintf("lease of %s expired at %s", r.LeaseOwner, r.LeaseExpires.Format(time.RFC3339Nano))
 			state, fin := muster.RunPending, int64(0)
@@ -148,6 +156,12 @@ func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
 				requeued = true
 			}
 			out = append(out, r.ID)
+			if hasOutput[r.ID] {
+				output = append(output, r.ID)
+			}
+		}
+		if err := s.dropOutput(ctx, tx, output); err != nil {
+			return err
 		}
 		var jobIDs []int64
 		for _, r := range failed {

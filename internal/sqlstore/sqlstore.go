@@ -61,6 +61,18 @@ type Dialect struct {
 	// maybeAnalyze): a planner that still believes the queue is nearly
 	// empty sorts the whole backlog on every claim.
 	Analyze string
+	// Unhex returns an expression that decodes the hex text expr to bytes
+	// (output chunks travel through Rows as hex).
+	Unhex func(expr string) string
+	// LockOutput, if set, runs first in AppendOutput's transaction, with
+	// the ids of the runs its chunks are for. Where writers run
+	// concurrently it must make two things hold: chunk ids become visible
+	// in increasing order (a watcher pages by id and must not page past a
+	// chunk still being committed), and an append and a writer that ends
+	// an attempt of one of those runs do not overlap, so the append either
+	// commits before the attempt's chunks are deleted or sees the attempt
+	// ended.
+	LockOutput func(ctx context.Context, tx *Tx, runIDs []int64) error
 }
 
 // Dialect.Analyze runs once this Store's submissions have inserted

@@ -36,18 +36,22 @@ func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 // env is one test's store and clock.
 type env struct {
-	t   *testing.T
-	s   muster.Store
-	clk *Clock
-	ctx context.Context
+	t        *testing.T
+	s        muster.Store
+	clk      *Clock
+	ctx      context.Context
+	newStore Factory // for subtests that need a store of their own (see fresh)
 }
 
 func setup(t *testing.T, newStore Factory, opts ...muster.StoreOption) *env {
 	clk := NewClock()
 	opts = append([]muster.StoreOption{muster.WithNow(clk.Now), muster.WithRand(func() float64 { return 0.5 }),
 		muster.WithRetryBackoff(10*time.Second, time.Minute)}, opts...)
-	return &env{t: t, s: newStore(t, opts...), clk: clk, ctx: context.Background()}
+	return &env{t: t, s: newStore(t, opts...), clk: clk, ctx: context.Background(), newStore: newStore}
 }
+
+// fresh returns a new env, with an empty store of its own, for the subtest t.
+func (e *env) fresh(t *testing.T) *env { return setup(t, e.newStore) }
 
 // Run runs the whole suite against stores from newStore.
 func Run(t *testing.T, newStore Factory) {
@@ -85,6 +89,15 @@ func Run(t *testing.T, newStore Factory) {
 		{"Tokens", testTokens},
 		{"TokenLastUsedThrottled", testTokenLastUsed},
 		{"Audit", testAudit},
+		{"OutputAppendList", testOutputAppendList},
+		{"OutputPaging", testOutputPaging},
+		{"OutputDropped", testOutputDropped},
+		{"OutputDeletedWhenAttemptEnds", testOutputDeleted},
+		{"OutputCancelWaiting", testOutputCancelWaiting},
+		{"OutputCoalesced", testOutputCoalesced},
+		{"OutputInvalid", testOutputInvalid},
+		{"OutputBinary", testOutputBinary},
+		{"OutputConcurrent", testOutputConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(setup(t, newStore)) })
