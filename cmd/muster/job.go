@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -171,7 +169,8 @@ func (a *app) printJob(job httpapi.JobView, runs []httpapi.RunView) error {
 	case job.Every > 0:
 		fmt.Fprintf(a.stdout, "  recurring every %s\n", time.Duration(job.Every))
 	}
-	h, _ := a.humanPrinter(0)
+	ho, _ := a.humanOptions(0)
+	h := output.NewHuman(a.stdout, ho)
 	for _, r := range runs {
 		if res := r.Result(); res != nil {
 			h.Result(res)
@@ -200,100 +199,6 @@ func elapsedOf(runs []httpapi.RunView) time.Duration {
 		return 0
 	}
 	return last.Sub(first)
-}
-
-func (a *app) jobWatchCommand(cf *clientFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "watch ID",
-		Short: "Follow a job live: each target's result as it finishes, then a summary",
-		Long: `Follow a job until it finishes, printing each target's result as its run
-ends (with --format json, one Bolt result object per line as runs end).
-Exit code: 0 when every run succeeded, 1 when any failed or the job was
-cancelled. Ctrl-C stops watching; the job goes on.`,
-		Example: `  muster job watch 42`,
-		Args:    exactArgs(1, "a job ID"),
-		RunE: func(c *cobra.Command, args []string) error {
-			id, cl, err := a.jobTarget(cf, args[0])
-			if err != nil {
-				return err
-			}
-			return a.watchJob(c.Context(), cl, id)
-		},
-	}
-}
-
-// watchJob prints each run's result as it ends, then the summary.
-func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64) error {
-	var h *output.Human // made at the first event, with a progress bar on a terminal
-	var bar *output.ProgressBar
-	printer := func(total int) *output.Human {
-		if h == nil {
-			h, bar = a.humanPrinter(total)
-		}
-		return h
-	}
-	printed := map[int64]int{} // run id -> attempt printed
-	var results []*muster.Result
-	var final *httpapi.JobView
-	start := time.Now()
-	err := cl.Events(ctx, id, func(ev httpapi.Event) error {
-		switch ev.Type {
-		case httpapi.EventJob:
-			if a.flags.format != "json" {
-				printer(ev.Job.TargetCount)
-			}
-		case httpapi.EventRun:
-			res := ev.Run.Result()
-			if res == nil || printed[ev.Run.ID] == ev.Run.Attempt {
-				return nil
-			}
-			printed[ev.Run.ID] = ev.Run.Attempt
-			results = append(results, res)
-			if a.flags.format == "json" {
-				b, _ := res.MarshalJSON()
-				fmt.Fprintln(a.stdout, string(b))
-			} else {
-				printer(0).Result(res)
-			}
-		case httpapi.EventEnd:
-			final = ev.Job
-		}
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // interrupted: the job goes on
-		}
-		return apiError(err)
-	}
-	if bar != nil {
-		bar.Done()
-	}
-	if a.flags.format != "json" && len(results) > 0 {
-		_ = printer(0).Finish(results, time.Since(start), false)
-	}
-	if final != nil && final.State != muster.JobSucceeded {
-		if a.flags.format != "json" {
-			fmt.Fprintf(a.stdout, "Job %d %s\n", id, final.State)
-		}
-		return errFailedRun
-	}
-	return nil
-}
-
-// humanPrinter prints results as the CLI's runs do (colour on a terminal
-// unless NO_COLOR).
-// With total > 1 and a terminal on both streams, a progress bar on stderr
-// counts finished targets.
-func (a *app) humanPrinter(total int) (*output.Human, *output.ProgressBar) {
-	color := isTerminal(a.stdout) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
-	o := output.HumanOptions{Color: color, Verbose: a.flags.verbose}
-	var bar *output.ProgressBar
-	if total > 1 && isTerminal(a.stdout) && isTerminal(a.stderr) {
-		bar = output.NewProgressBar(a.stderr, total, color)
-		o.Bar = bar
-	}
-	return output.NewHuman(a.stdout, o), bar
 }
 
 func (a *app) jobMutateCommand(cf *clientFlags, verb string) *cobra.Command {

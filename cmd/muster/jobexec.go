@@ -121,8 +121,10 @@ func withSecretParams(spec *muster.JobSpec) (map[string]any, error) {
 	return params, nil
 }
 
-// execute runs one node-run and returns its Bolt-shaped result.
-func (e *jobEngine) execute(ctx context.Context, r muster.Run) *muster.Result {
+// execute runs one node-run and returns its Bolt-shaped result. What the
+// action prints also goes to stdout and stderr as it comes (live output
+// for watchers).
+func (e *jobEngine) execute(ctx context.Context, r muster.Run, stdout, stderr io.Writer) *muster.Result {
 	res := &muster.Result{Target: r.Node, Action: string(r.Kind)}
 	fail := func(kind, format string, args ...any) *muster.Result {
 		res.Error = muster.Errorf(kind, format, args...)
@@ -164,7 +166,8 @@ func (e *jobEngine) execute(ctx context.Context, r muster.Run) *muster.Result {
 	for k, v := range spec.Env {
 		env[k] = v
 	}
-	opts := action.Options{Env: env, RunAs: spec.RunAs, SudoPassword: secrets[muster.SecretSudoPassword], TmpDir: e.a.flags.tmpdir}
+	opts := action.Options{Env: env, RunAs: spec.RunAs, SudoPassword: secrets[muster.SecretSudoPassword], TmpDir: e.a.flags.tmpdir,
+		Stream: func(*muster.Target) (io.Writer, io.Writer) { return stdout, stderr }}
 	switch r.Kind {
 	case muster.JobCommand:
 		return e.runner.Command(ctx, t, spec.Command, opts)

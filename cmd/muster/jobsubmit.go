@@ -24,6 +24,7 @@ type submitFlags struct {
 	onLeaseExpiry string
 	params        string
 	watch         bool
+	stream        bool
 }
 
 func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
@@ -105,7 +106,8 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		fl.IntVar(&sf.retries, "retries", 0, "extra attempts after a failure, with exponential backoff and jitter")
 		fl.DurationVar(&sf.timeout, "timeout", 0, "per node-run time limit (0: none)")
 		fl.StringVar(&sf.onLeaseExpiry, "on-lease-expiry", "retry", "when the server running a node-run dies: retry (requeue it) or fail")
-		fl.BoolVar(&sf.watch, "watch", false, "follow the job until it finishes, printing each target's result")
+		fl.BoolVar(&sf.watch, "watch", false, "follow the job until it finishes, printing each target's output and result")
+		fl.BoolVar(&sf.stream, "stream", true, "with --watch, print output live, each line prefixed with its target (--stream=false: each target's output under its result)")
 		fl.StringVar(&a.flags.runAs, "run-as", "", "run as this user through sudo on the targets")
 		fl.BoolVar(&a.flags.sudoPasswordPrompt, "sudo-password-prompt", false, "ask for the sudo password (or set MUSTER_SUDO_PASSWORD); it is sealed before it is stored")
 		if k.Name() == "command" || k.Name() == "script" {
@@ -216,7 +218,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		fmt.Fprintf(out, "Follow it with: muster job watch %d\n", res.Job.ID)
 		return nil
 	}
-	return a.watchJob(c.Context(), cl, res.Job.ID)
+	return a.watchJob(c.Context(), cl, res.Job.ID, sf.stream)
 }
 
 // parseAt reads --at: RFC 3339, HH:MM[:SS] (the next such local time), or

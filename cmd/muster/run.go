@@ -108,23 +108,36 @@ func (a *app) printer(total int) (output.Printer, *output.Stream) {
 		}
 		return output.NewJSON(a.stdout), stream
 	}
-	outTTY := isTerminal(a.stdout)
-	color := outTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
-	var bar *output.ProgressBar
-	if outTTY && isTerminal(a.stderr) && total > 1 {
-		bar = output.NewProgressBar(a.stderr, total, color)
-	}
-	ho := output.HumanOptions{Color: color, Verbose: a.flags.verbose, Streamed: a.flags.stream}
+	ho, bar := a.humanOptions(total)
+	ho.Streamed = a.flags.stream
 	var stream *output.Stream
-	if bar != nil {
-		ho.Bar = bar
-		if a.flags.stream {
-			stream = output.NewStream(a.stdout, bar.Clear)
-		}
-	} else if a.flags.stream {
-		stream = output.NewStream(a.stdout, nil)
+	if a.flags.stream {
+		stream = output.NewStream(a.stdout, clearOf(bar))
 	}
 	return output.NewHuman(a.stdout, ho), stream
+}
+
+// humanOptions are the human format's options on this terminal: colour
+// only on a terminal and never with NO_COLOR or TERM=dumb, and for more
+// than one target a progress bar on stderr when both streams are
+// terminals (bar is nil otherwise).
+func (a *app) humanOptions(total int) (o output.HumanOptions, bar *output.ProgressBar) {
+	outTTY := isTerminal(a.stdout)
+	o.Color = outTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	o.Verbose = a.flags.verbose
+	if outTTY && isTerminal(a.stderr) && total > 1 {
+		bar = output.NewProgressBar(a.stderr, total, o.Color)
+		o.Bar = bar
+	}
+	return o, bar
+}
+
+// clearOf returns the function that clears bar's line, nil without a bar.
+func clearOf(bar *output.ProgressBar) func() {
+	if bar == nil {
+		return nil
+	}
+	return bar.Clear
 }
 
 func isTerminal(w any) bool {

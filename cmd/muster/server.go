@@ -241,8 +241,8 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 // engineExecutor adapts the job engine to the dispatcher.
 type engineExecutor struct{ e *jobEngine }
 
-func (x engineExecutor) Execute(ctx context.Context, r muster.Run) dispatch.Outcome {
-	res := x.e.execute(ctx, r)
+func (x engineExecutor) Execute(ctx context.Context, r muster.Run, live dispatch.Output) dispatch.Outcome {
+	res := x.e.execute(ctx, r, live.Stdout, live.Stderr)
 	out := dispatch.Outcome{OK: true}
 	if b, err := res.MarshalJSON(); err == nil {
 		out.Result = b

@@ -62,15 +62,20 @@ import (
 // a signal, and return promptly. The dispatcher waits for Execute to return
 // before it stops. Execute must be safe for concurrent use; it is called at
 // most once at a time per node.
+//
+// What the run's action prints should go to out as well as into the
+// Outcome's Result: out feeds watchers live (see Output).
 type Executor interface {
-	Execute(ctx context.Context, r muster.Run) Outcome
+	Execute(ctx context.Context, r muster.Run, out Output) Outcome
 }
 
 // ExecutorFunc adapts a function to Executor.
-type ExecutorFunc func(ctx context.Context, r muster.Run) Outcome
+type ExecutorFunc func(ctx context.Context, r muster.Run, out Output) Outcome
 
 // Execute calls f.
-func (f ExecutorFunc) Execute(ctx context.Context, r muster.Run) Outcome { return f(ctx, r) }
+func (f ExecutorFunc) Execute(ctx context.Context, r muster.Run, out Output) Outcome {
+	return f(ctx, r, out)
+}
 
 // Outcome is how an attempt ended, as the Executor reports it.
 type Outcome struct {
@@ -170,6 +175,10 @@ type Config struct {
 	CompleteBatch int
 	CompleteDelay time.Duration
 
+	// OutputInterval is how often the live output of running runs is
+	// appended to the store for watchers. Default 250ms.
+	OutputInterval time.Duration
+
 	// Logger receives the dispatcher's log. Default slog.Default().
 	Logger *slog.Logger
 	Hooks  Hooks
@@ -219,6 +228,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.HealthInterval, 5*time.Second)
 	def(&c.HealthTimeout, min(c.HealthInterval, 5*time.Second))
 	def(&c.CompleteDelay, 2*time.Millisecond)
+	def(&c.OutputInterval, 250*time.Millisecond)
 	if c.CompleteBatch <= 0 {
 		c.CompleteBatch = 500
 	}
@@ -235,6 +245,7 @@ type Dispatcher struct {
 	store muster.Store
 	log   *slog.Logger
 	cap   *capacity.Controller
+	out   *outputs // live output of executing runs
 
 	kick      chan struct{} // buffer 1: capacity or nodes were freed, claim again
 	flushSig  chan struct{} // buffer 1: completions are waiting
@@ -304,10 +315,11 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Logger.With("server", cfg.Server)
 	return &Dispatcher{
 		cfg:   cfg,
 		store: cfg.Store,
-		log:   cfg.Logger.With("server", cfg.Server),
+		log:   log,
 		cap: capacity.New(capacity.Config{MaxInFlight: cfg.Slots, Rate: cfg.Rate, Burst: cfg.Burst,
 			Health: cfg.HealthURL, LoadThreshold: cfg.LoadThreshold}),
 		kick:      make(chan struct{}, 1),
@@ -315,6 +327,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cancelSig: make(chan struct{}, 1),
 		tasks:     map[int64]*task{},
 		byNode:    map[string]*task{},
+		out:       newOutputs(cfg.Store, log),
 		stopping:  make(chan struct{}),
 		drain:     make(chan struct{}),
 		done:      make(chan struct{}),

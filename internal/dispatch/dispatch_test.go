@@ -113,7 +113,7 @@ func BenchmarkSQLiteNoop(b *testing.B) {
 		submit(b, store, fmt.Sprint("bench", i), nodeNames("n", min(1000, b.N-i)), nil)
 	}
 	var done atomic.Int64
-	exec := dispatch.ExecutorFunc(func(context.Context, muster.Run) dispatch.Outcome {
+	exec := dispatch.ExecutorFunc(func(context.Context, muster.Run, dispatch.Output) dispatch.Outcome {
 		done.Add(1)
 		return dispatch.Outcome{OK: true}
 	})
@@ -300,7 +300,7 @@ func TestFailureAndPanic(t *testing.T) {
 // TestConfig checks New's validation and defaults.
 func TestConfig(t *testing.T) {
 	store := openSQLite(t, "")
-	exec := dispatch.ExecutorFunc(func(context.Context, muster.Run) dispatch.Outcome { return dispatch.Outcome{OK: true} })
+	exec := dispatch.ExecutorFunc(func(context.Context, muster.Run, dispatch.Output) dispatch.Outcome { return dispatch.Outcome{OK: true} })
 	for _, tt := range []struct {
 		name string
 		cfg  dispatch.Config

@@ -81,6 +81,8 @@ type execKey struct {
 // (default: succeed at once).
 type fake struct {
 	do func(ctx context.Context, r muster.Run) dispatch.Outcome
+	// doOut, when set, is do with the run's live output.
+	doOut func(ctx context.Context, r muster.Run, out dispatch.Output) dispatch.Outcome
 
 	mu         sync.Mutex
 	perNode    map[string]int
@@ -96,7 +98,7 @@ func newFake(do func(ctx context.Context, r muster.Run) dispatch.Outcome) *fake 
 	return &fake{do: do, perNode: map[string]int{}, execs: map[execKey]int{}, cancelled: map[execKey]error{}}
 }
 
-func (f *fake) Execute(ctx context.Context, r muster.Run) dispatch.Outcome {
+func (f *fake) Execute(ctx context.Context, r muster.Run, out dispatch.Output) dispatch.Outcome {
 	k := execKey{r.ID, r.Attempt}
 	f.mu.Lock()
 	f.perNode[r.Node]++
@@ -120,7 +122,10 @@ func (f *fake) Execute(ctx context.Context, r muster.Run) dispatch.Outcome {
 		f.mu.Unlock()
 		f.finished.Add(1)
 	}()
-	if f.do != nil {
+	switch {
+	case f.doOut != nil:
+		return f.doOut(ctx, r, out)
+	case f.do != nil:
 		return f.do(ctx, r)
 	}
 	return dispatch.Outcome{OK: true, Result: []byte(`{"ok":true}`)}

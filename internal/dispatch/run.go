@@ -63,6 +63,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	lease.Go(func() { d.heartbeat(leaseCtx) })
 	lease.Go(func() { d.watchdog(leaseCtx) })
 	lease.Go(func() { d.canceller(leaseCtx) })
+	lease.Go(func() { d.out.flusher(leaseCtx, d.cfg.OutputInterval) })
 	side.Go(func() { d.rescuer(sideCtx) })
 	if d.cfg.HealthURL != "" {
 		side.Go(func() { d.prober(sideCtx) })

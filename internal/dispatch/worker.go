@@ -34,7 +34,9 @@ func (d *Dispatcher) execute(parent context.Context, t *task) {
 	start := time.Now()
 	var out Outcome
 	if ctx.Err() == nil { // it may have been lost while it waited
-		out = d.safeExecute(ctx, r)
+		live, o := d.out.start(r)
+		out = d.safeExecute(ctx, r, o)
+		d.out.done(live) // before the completion, which deletes its chunks
 	}
 	runTime := time.Since(start)
 	timedOut := errors.Is(context.Cause(ctx), errTimeout)
@@ -99,14 +101,14 @@ func (d *Dispatcher) execute(parent context.Context, t *task) {
 }
 
 // safeExecute calls the executor, turning a panic into a failed outcome.
-func (d *Dispatcher) safeExecute(ctx context.Context, r muster.Run) (out Outcome) {
+func (d *Dispatcher) safeExecute(ctx context.Context, r muster.Run, o Output) (out Outcome) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("executor panicked", "run", r.ID, "node", r.Node, "panic", p, "stack", string(debug.Stack()))
 			out = Failure(muster.Errorf(muster.KindInternal, "executor panicked: %v", p))
 		}
 	}()
-	return d.cfg.Executor.Execute(ctx, r)
+	return d.cfg.Executor.Execute(ctx, r, o)
 }
 
 // completer writes queued completions with Store.CompleteRuns: group

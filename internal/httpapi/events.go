@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,9 @@ import (
 // proxies keep the connection open.
 const keepAlive = 15 * time.Second
 
+// outputPage is how many output chunks one store read returns.
+const outputPage = 1000
+
 // activeStates are the run states that may still change.
 var activeStates = []muster.RunState{muster.RunScheduled, muster.RunPending, muster.RunRunning, muster.RunRetrying}
 
@@ -24,8 +28,9 @@ type runKey struct {
 
 // handleEvents streams a job's progress as server-sent events: a "run"
 // event whenever one of its runs changes state (with the result once
-// final), a "job" summary with counts after each batch of changes, and
-// a final "end" event once the job has finished. It polls the store.
+// final), "output" events with the new lines of running runs, a "job"
+// summary with counts after each batch of changes, and a final "end"
+// event once the job has finished. It polls the store.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.Token) error {
 	id, err := jobID(r)
 	if err != nil {
@@ -70,6 +75,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.T
 		f = muster.RunFilter{JobID: id, Limit: min(max(1000, 2*len(j.Targets)), maxRunsPage)}
 	}
 	first := true
+	var lastOut int64 // the last output chunk sent
 	ticker := time.NewTicker(s.cfg.EventInterval)
 	defer ticker.Stop()
 	idle := time.Duration(0)
@@ -113,6 +119,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.T
 			}
 		}
 		first = false
+		before := lastOut
+		if lastOut, err = s.sendOutput(ctx, id, lastOut, send); err != nil {
+			return err
+		}
+		if !changed && lastOut != before {
+			if err := flush(); err != nil {
+				return err
+			}
+			idle = 0
+		}
 		if changed {
 			if j, err = s.store.GetJob(ctx, id); err != nil {
 				return err
@@ -147,6 +163,28 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.T
 			if err := flush(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// sendOutput sends the job's output chunks stored after the one with id
+// after, as "output" events, and returns the last id sent.
+func (s *Server) sendOutput(ctx context.Context, job, after int64, send func(Event) error) (int64, error) {
+	for {
+		chunks, err := s.store.ListOutput(ctx, muster.OutputFilter{JobID: job, AfterID: after, Limit: outputPage})
+		if err != nil {
+			return after, err
+		}
+		for _, c := range chunks {
+			after = c.ID
+			err := send(Event{Type: EventOutput, Output: &OutputView{RunID: c.RunID, Attempt: c.Attempt,
+				Target: c.Node, Stream: c.Stream, Data: string(c.Data)}})
+			if err != nil {
+				return after, err
+			}
+		}
+		if len(chunks) < outputPage {
+			return after, nil
 		}
 	}
 }

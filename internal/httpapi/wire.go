@@ -216,6 +216,8 @@ const (
 	EventRun = "run" // a run changed state (Run is set)
 	EventJob = "job" // the job's summary with its counts (Job is set)
 	EventEnd = "end" // the job finished: the last event (Job is set)
+	// EventOutput is live output of a running attempt (Output is set).
+	EventOutput = "output"
 )
 
 // Event is one server-sent event of a job's stream.
@@ -224,6 +226,21 @@ type Event struct {
 	Time time.Time `json:"time"`
 	Job  *JobView  `json:"job,omitempty"`
 	Run  *RunView  `json:"run,omitempty"`
+	// Output is set on "output" events.
+	Output *OutputView `json:"output,omitempty"`
+}
+
+// OutputView is a piece of a running attempt's live output: whole lines
+// (a very long line may come in parts). The attempt's output, shown live
+// or not, is also in its run's result once it ends; what was streamed is
+// always a prefix of it, and past 1 MiB per stream nothing more is
+// streamed.
+type OutputView struct {
+	RunID   int64  `json:"run_id"`
+	Attempt int    `json:"attempt"`
+	Target  string `json:"target"`
+	Stream  string `json:"stream"` // "stdout" or "stderr"
+	Data    string `json:"data"`
 }
 
 // Percentiles are a sample's percentiles, in seconds.
