@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/muster-run/muster"
@@ -23,10 +24,9 @@ import (
 // checks submissions (prepare) against the same tasks and plans.
 type jobEngine struct {
 	a       *app // a quiet copy of the server's app: plan progress is not printed
-	inv     *inventory.Inventory
-	tasks   *task.Index
-	plans   *plan.Index
+	proj    atomic.Pointer[loadedProject]
 	runner  *action.Runner
+	linger  *action.Linger // when to close the connections runs leave open
 	box     *secret.Box
 	project string
 	// fake, when set, replaces every action with a sleep of this length that
@@ -34,9 +34,17 @@ type jobEngine struct {
 	fake *time.Duration
 }
 
+// loadedProject is what the server read from its project directory. A reload
+// swaps it whole; a run or a submission uses the one it started with.
+type loadedProject struct {
+	inv   *inventory.Inventory
+	tasks *task.Index
+	plans *plan.Index
+}
+
 // resolve turns a target spec into node names, for the API.
 func (e *jobEngine) resolve(_ context.Context, spec string) ([]string, error) {
-	targets, err := target.Resolve(e.inv, []string{spec})
+	targets, err := target.Resolve(e.proj.Load().inv, []string{spec})
 	if err != nil {
 		return nil, err
 	}
@@ -50,9 +58,10 @@ func (e *jobEngine) resolve(_ context.Context, spec string) ([]string, error) {
 // and moves sensitive task parameters into the spec's secrets, which the
 // API seals before storing. Secret parameter values are JSON, decoded here.
 func (e *jobEngine) prepare(kind muster.JobKind, spec *muster.JobSpec) error {
+	p := e.proj.Load()
 	switch kind {
 	case muster.JobTask:
-		tk, err := e.tasks.Get(spec.Task)
+		tk, err := p.tasks.Get(spec.Task)
 		if err != nil {
 			return err
 		}
@@ -82,7 +91,7 @@ func (e *jobEngine) prepare(kind muster.JobKind, spec *muster.JobSpec) error {
 			}
 		}
 	case muster.JobPlan:
-		if _, err := e.plans.Get(spec.Plan); err != nil {
+		if _, err := p.plans.Get(spec.Plan); err != nil {
 			return err
 		}
 		if _, err := withSecretParams(spec); err != nil {
@@ -153,12 +162,14 @@ func (e *jobEngine) execute(ctx context.Context, r muster.Run, stdout, stderr io
 		return fail(muster.KindInvalid, "run %d: %v", r.ID, err)
 	}
 	spec.Secrets = secrets
-	targets, err := target.Resolve(e.inv, []string{r.Node})
+	proj := e.proj.Load()
+	targets, err := target.Resolve(proj.inv, []string{r.Node})
 	if err != nil || len(targets) != 1 {
 		return fail(muster.KindInvalid, "node %q is no longer in the inventory: %v", r.Node, err)
 	}
 	t := targets[0]
-	defer e.runner.Release(t)
+	e.linger.Use(t) // its connection stays open for the node's next run, a while
+	defer e.linger.Done(ctx, t)
 	env := map[string]string{
 		"MUSTER_JOB_ID": strconv.FormatInt(r.JobID, 10), "MUSTER_RUN_ID": strconv.FormatInt(r.ID, 10),
 		"MUSTER_NODE": r.Node, "MUSTER_ATTEMPT": strconv.Itoa(r.Attempt),
@@ -174,7 +185,7 @@ func (e *jobEngine) execute(ctx context.Context, r muster.Run, stdout, stderr io
 	case muster.JobScript:
 		return e.runner.Script(ctx, t, spec.Script, spec.ScriptBody, spec.Args, opts)
 	case muster.JobTask:
-		tk, err := e.tasks.Get(spec.Task)
+		tk, err := proj.tasks.Get(spec.Task)
 		if err != nil {
 			return fail(muster.KindInvalid, "%v", err)
 		}
@@ -184,26 +195,26 @@ func (e *jobEngine) execute(ctx context.Context, r muster.Run, stdout, stderr io
 			res.Error = muster.AsError(err, muster.KindInvalid)
 			return res
 		}
-		tr := &action.TaskRun{Task: tk, Index: e.tasks, Params: valid, Secrets: tk.Metadata.SensitiveValues(valid)}
+		tr := &action.TaskRun{Task: tk, Index: proj.tasks, Params: valid, Secrets: tk.Metadata.SensitiveValues(valid)}
 		return e.runner.Task(ctx, t, tr, opts)
 	case muster.JobPlan:
-		return e.runPlan(ctx, r, t, spec, opts)
+		return e.runPlan(ctx, proj, r, t, spec, opts)
 	}
 	return fail(muster.KindInvalid, "unknown job kind %q", r.Kind)
 }
 
 // runPlan runs a plan with its targets parameter set to the run's node.
-func (e *jobEngine) runPlan(ctx context.Context, r muster.Run, t *muster.Target, spec muster.JobSpec, opts action.Options) *muster.Result {
+func (e *jobEngine) runPlan(ctx context.Context, proj *loadedProject, r muster.Run, t *muster.Target, spec muster.JobSpec, opts action.Options) *muster.Result {
 	res := &muster.Result{Target: r.Node, Action: "plan", Object: spec.Plan}
-	p, err := e.plans.Get(spec.Plan)
+	p, err := proj.plans.Get(spec.Plan)
 	if err != nil {
 		res.Error = muster.AsError(err, muster.KindInvalid)
 		return res
 	}
 	params, _ := withSecretParams(&spec)
 	params["targets"] = t.Name
-	pr := &planRunner{a: e.a, inv: e.inv, tasks: e.tasks, runner: e.runner, project: e.project, opts: opts}
-	ret, err := p.Run(ctx, pr, params, plan.Options{Concurrency: e.a.flags.concurrency, Index: e.plans})
+	pr := &planRunner{a: e.a, inv: proj.inv, tasks: proj.tasks, runner: e.runner, project: e.project, opts: opts}
+	ret, err := p.Run(ctx, pr, params, plan.Options{Concurrency: e.a.flags.concurrency, Index: proj.plans})
 	if err != nil {
 		res.Error = muster.AsError(err, plan.KindPlanFailure)
 		if rs, ok := res.Error.Details["result_set"].([]*muster.Result); ok {

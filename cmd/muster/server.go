@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/dispatch"
 	"github.com/muster-run/muster/internal/httpapi"
 )
@@ -31,6 +32,9 @@ type serverFlags struct {
 	burst                         int
 	healthMaxLoad                 float64
 	leaseTTL, grace, poll, health time.Duration
+	watchProject                  bool
+	keepConns                     time.Duration
+	maxIdleConns                  int
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -61,6 +65,11 @@ On first start the server creates an admin API token in
 <data-dir>/admin.token (mode 0600), which the job commands on the same
 machine use by default. Create more with 'muster token create'.
 
+The inventory, tasks and plans are read at start, and again when their
+files change (--watch-project) or on SIGHUP; a reload that fails (the log
+names the file and line) keeps the previous ones. Runs already started
+finish with what they started with.
+
 SIGTERM or Ctrl-C stops claiming work, lets running jobs finish within
 --grace, then hands the rest back to the queue; a second signal exits at
 once.`,
@@ -90,6 +99,9 @@ once.`,
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "lease on a running node-run, renewed by heartbeats; another server requeues it after this much silence")
 	fl.DurationVar(&f.grace, "grace", 30*time.Second, "on SIGTERM, how long running jobs may take to finish before they are handed back")
 	fl.DurationVar(&f.poll, "poll", time.Second, "fallback poll for new work (new jobs normally start at once)")
+	fl.DurationVar(&f.keepConns, "keep-connections", time.Minute, "keep a node's SSH connection open this long after its run, for its next one (0: close it after each run)")
+	fl.IntVar(&f.maxIdleConns, "max-idle-connections", 1000, "most connections kept open between runs; the longest idle close first")
+	fl.BoolVar(&f.watchProject, "watch-project", true, "reload the inventory, tasks and plans when their files change (SIGHUP always reloads them)")
 	fl.StringVar(&f.backend, "backend", "", "")
 	_ = fl.MarkHidden("backend") // "fake:DURATION": runs sleep and succeed, touching no target (queue benchmarks and fault tests)
 	return c
@@ -101,6 +113,9 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	}
 	if f.slots < 1 || f.batch < 1 || f.maxRunning < 0 || f.rate < 0 || f.burst < 0 {
 		return usagef("--slots and --claim-batch must be at least 1, --max-running, --rate and --burst not negative")
+	}
+	if f.keepConns < 0 || f.maxIdleConns < 0 {
+		return usagef("--keep-connections and --max-idle-connections must not be negative")
 	}
 	if f.leaseTTL < 3*time.Second {
 		return usagef("--lease-ttl %s is too short: heartbeats could not keep up (use 3s or more)", f.leaseTTL)
@@ -149,6 +164,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	runner, closeRunner := a.newRunner()
 	defer closeRunner()
 	eng.runner = runner
+	eng.linger = action.NewLinger(runner, f.keepConns, f.maxIdleConns)
 
 	api, err := httpapi.NewServer(httpapi.Config{
 		Store: store, Resolve: eng.resolve, Prepare: eng.prepare, Sealer: box, Logger: log,
@@ -200,6 +216,8 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 			serveErr <- err
 		}
 	})
+	(&reloader{a: a, c: c, eng: eng, log: log}).watchProject(ctx, &wg, f.watchProject)
+	wg.Go(func() { eng.linger.Run(ctx) })
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
 	dispatchDone := make(chan error, 1)
@@ -262,15 +280,7 @@ func (x engineExecutor) Execute(ctx context.Context, r muster.Run, live dispatch
 
 // newJobEngine loads what jobs need: inventory, tasks and plans.
 func (a *app) newJobEngine(c *cobra.Command) (*jobEngine, error) {
-	inv, err := a.loadInventory(c)
-	if err != nil {
-		return nil, err
-	}
-	tasks, err := a.taskIndex()
-	if err != nil {
-		return nil, err
-	}
-	plans, err := a.planIndex()
+	p, err := a.loadProject(c)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +288,9 @@ func (a *app) newJobEngine(c *cobra.Command) (*jobEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &jobEngine{a: quietApp(a), inv: inv, tasks: tasks, plans: plans, project: dir}, nil
+	e := &jobEngine{a: quietApp(a), project: dir}
+	e.proj.Store(p)
+	return e, nil
 }
 
 // bootstrapAdmin creates the first admin token when the store has none,

@@ -28,6 +28,13 @@ func (c *counting) Exec(ctx context.Context, t *muster.Target, cmd *muster.Comma
 	return c.Transport.Exec(ctx, t, cmd)
 }
 
+// Release passes on to the transport, when it keeps per-target state.
+func (c *counting) Release(t *muster.Target) {
+	if r, ok := c.Transport.(interface{ Release(*muster.Target) }); ok {
+		r.Release(t)
+	}
+}
+
 func localRunner(t *testing.T) (*Runner, *counting, *muster.Target) {
 	t.Helper()
 	c := &counting{Transport: local.New()}

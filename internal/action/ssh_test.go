@@ -108,3 +108,40 @@ func TestScriptAndCommandOneChannelOverSSH(t *testing.T) {
 		t.Errorf("script + command used %d sessions (%d execs), want 2", got, c.execs.Load())
 	}
 }
+
+// Forget removes the target's task cache over its connection and closes
+// the connection; a later task on it connects and unpacks afresh, and
+// Linger with Idle 0 does the same after every action.
+func TestForgetRemovesCacheAndConnection(t *testing.T) {
+	r, _, tg, s := sshRunner(t)
+	tk, idx := demoTask(t)
+	ctx := context.Background()
+	run := func() {
+		t.Helper()
+		res := r.Task(ctx, tg, &TaskRun{Task: tk, Index: idx, Params: map[string]any{"name": "x"}}, Options{})
+		if !res.OK() {
+			t.Fatalf("task run: %+v", res.Error)
+		}
+	}
+	run()
+	dir := r.cacheDirFor(t, tg)
+	r.Release(tg) // a task cache keeps the connection: Release alone does not close it
+	run()
+	if n := s.ConnectionsAccepted(); n != 1 {
+		t.Fatalf("sshd accepted %d connections before Forget, want 1", n)
+	}
+	r.Forget(ctx, tg)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cache directory left after Forget: %v", err)
+	}
+	l := NewLinger(r, 0, 0)
+	l.Use(tg)
+	run()
+	l.Done(ctx, tg)
+	if n := s.ConnectionsAccepted(); n != 2 {
+		t.Errorf("sshd accepted %d connections, want 2 (one more after Forget)", n)
+	}
+	if _, err := os.Stat(r.cacheDirFor(t, tg)); !os.IsNotExist(err) {
+		t.Errorf("cache directory left after Linger with Idle 0: %v", err)
+	}
+}

@@ -347,14 +347,32 @@ func (c *taskCache) holds(name string) bool {
 // Cleanup removes the task cache from every target where this runner
 // unpacked tasks: one channel per target (and run-as user) per process.
 func (r *Runner) Cleanup(ctx context.Context) {
+	r.removeCaches(ctx, func(string) bool { return true })
+}
+
+// Forget ends this runner's use of t, as a long-running caller (the
+// server) does for a target it has not used for a while: it removes the
+// task cache unpacked there (over the open connection) and releases the
+// connection. A later action on t connects and unpacks again.
+func (r *Runner) Forget(ctx context.Context, t *muster.Target) {
+	r.removeCaches(ctx, func(name string) bool { return name == t.Name })
+	r.Release(t)
+}
+
+// removeCaches removes the task caches on the targets whose names match,
+// and forgets them.
+func (r *Runner) removeCaches(ctx context.Context, match func(target string) bool) {
 	r.cache.mu.Lock()
 	dirs := map[string]*cacheEntry{}
-	for _, e := range r.cache.have {
+	for k, e := range r.cache.have {
+		if !match(e.target.Name) {
+			continue
+		}
 		if e.present {
 			dirs[e.target.Name+"\x00"+e.dir+"\x00"+runAsUser(e.target, e.opts)] = e
 		}
+		delete(r.cache.have, k)
 	}
-	r.cache.have = nil
 	r.cache.mu.Unlock()
 	var wg sync.WaitGroup
 	window := make(chan struct{}, 100)

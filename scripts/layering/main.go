@@ -17,7 +17,7 @@ var engine = map[string]bool{"inventory": true, "target": true, "task": true, "p
 	"capacity": true, "action": true, "output": true, "facts": true, "audit": true, "secret": true}
 
 var adapters = map[string]bool{"ssh": true, "local": true, "agent": true, "sqlite": true, "postgres": true,
-	"httpapi": true, "dispatch": true}
+	"httpapi": true, "dispatch": true, "filewatch": true}
 
 func main() {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
