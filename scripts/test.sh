@@ -60,7 +60,7 @@ rm -f /tmp/muster-test-build
 
 echo "==> go test -race (concurrent packages)"
 go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local ./internal/sqlite ./internal/postgres \
-  ./internal/dispatch ./internal/capacity ./internal/httpapi
+  ./internal/dispatch ./internal/capacity ./internal/httpapi ./internal/filewatch
 
 echo "==> go test (everything)"
 go test -count=1 ./...
