@@ -271,7 +271,7 @@ func TestServerSealsSecrets(t *testing.T) {
 		t.Fatalf("submit: exit %d\n%s\n%s", code, out, errOut)
 	}
 	t.Setenv("MUSTER_SUDO_PASSWORD", "")
-	code, taskOut, errOut := cli(t, "job", "submit", "task", "demo::secret", "token="+tok, "user=bob", "-t", "localhost", "--watch", "--project", project)
+	code, taskOut, errOut := cli(t, "job", "submit", "task", "demo::secret", "token="+tok, "user=bob", "wait=1", "-t", "localhost", "--watch", "--project", project)
 	if code != 0 || !strings.Contains(taskOut, "the user is bob") {
 		t.Fatalf("task job: exit %d\n%s\n%s", code, taskOut, errOut)
 	}

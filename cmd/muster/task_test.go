@@ -136,8 +136,10 @@ func TestTaskValidationBeforeConnecting(t *testing.T) {
 }
 
 func TestTaskSensitiveNeverShown(t *testing.T) {
-	for _, format := range []string{"json", "human"} {
-		code, out, errOut := cli(t, "task", "run", "demo::secret", "token=hunter2-tok", "user=bob", "-t", "localhost", "--project", project, "--format", format)
+	for _, args := range [][]string{{"--format", "json"}, {"--format", "human"}, {"--format", "human", "--stream"}} {
+		format := strings.Join(args, " ")
+		argv := append([]string{"task", "run", "demo::secret", "token=hunter2-tok", "user=bob", "-t", "localhost", "--project", project}, args...)
+		code, out, errOut := cli(t, argv...)
 		if code != 0 {
 			t.Fatalf("exit %d %s %s", code, out, errOut)
 		}

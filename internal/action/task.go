@@ -219,6 +219,7 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 		}
 		var out output
 		liveOut, liveErr := nilWriters(t, opts)
+		liveOut, liveErr = scrubbing(liveOut, tr.Secrets), scrubbing(liveErr, tr.Secrets)
 		so, se := out.writers(liveOut, liveErr)
 		code, err := r.run(ctx, t, "exec sh -c "+quote(line), &stdin, so, se, opts)
 		flush(liveOut)
