@@ -101,7 +101,10 @@ func TestLiveOutputLimit(t *testing.T) {
 			}
 		}
 		close(wrote)
-		<-release
+		select { // a failing test must not hang its cleanup
+		case <-release:
+		case <-ctx.Done():
+		}
 		return dispatch.Outcome{OK: true}
 	}
 	start(t, dispatch.Config{Store: store, Executor: f, Server: "web", OutputInterval: 5 * time.Millisecond})
@@ -111,8 +114,10 @@ func TestLiveOutputLimit(t *testing.T) {
 	last := -1
 	waitFor(t, "the streamed output to stop growing", func() bool {
 		_, by = listOutput(t, store, job.Job.ID)
+		// Stdout may have streamed nothing at all: on a loaded machine the
+		// writes can outrun the flusher past the pending limit first.
 		n := len(by["n1/stdout"])
-		stable := n > 0 && n == last && len(by["n1/stderr"]) > 0
+		stable := n == last && len(by["n1/stderr"]) > 0
 		last = n
 		time.Sleep(20 * time.Millisecond)
 		return stable
