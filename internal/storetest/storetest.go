@@ -201,24 +201,13 @@ func fill(b *testing.B, s muster.Store, n int) {
 // spread over 1000 nodes, then complete each. b.N is the number of runs;
 // it reports claims/s (each claim followed by its completion).
 func Benchmark(b *testing.B, newStore Factory) {
-	ctx := context.Background()
-	s := newStore(b)
-	fill(b, s, b.N)
-	b.ResetTimer()
-	start := time.Now()
-	for done := 0; done < b.N; {
-		rs, err := s.ClaimRuns(ctx, muster.ClaimParams{Server: "bench", Limit: 10, LeaseTTL: time.Minute})
-		if err != nil || len(rs) == 0 {
-			b.Fatalf("claim after %d: %d runs, %v", done, len(rs), err)
-		}
-		for _, r := range rs {
-			if _, err := s.CompleteRun(ctx, muster.CompleteParams{RunID: r.ID, Server: "bench", Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}); err != nil {
+	benchCycle(b, newStore, 10, "claims/s", func(ctx context.Context, s muster.Store, ps []muster.CompleteParams) {
+		for _, p := range ps {
+			if _, err := s.CompleteRun(ctx, p); err != nil {
 				b.Fatal(err)
 			}
 		}
-		done += len(rs)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "claims/s")
+	})
 }
 
 // BenchmarkBatch measures the dispatch cycle of a busy server: claim
@@ -226,20 +215,7 @@ func Benchmark(b *testing.B, newStore Factory) {
 // batch with one CompleteRuns. b.N is the number of runs; it reports
 // runs/s (each claimed and completed).
 func BenchmarkBatch(b *testing.B, newStore Factory) {
-	ctx := context.Background()
-	s := newStore(b)
-	fill(b, s, b.N)
-	b.ResetTimer()
-	start := time.Now()
-	for done := 0; done < b.N; {
-		rs, err := s.ClaimRuns(ctx, muster.ClaimParams{Server: "bench", Limit: 100, LeaseTTL: time.Minute})
-		if err != nil || len(rs) == 0 {
-			b.Fatalf("claim after %d: %d runs, %v", done, len(rs), err)
-		}
-		ps := make([]muster.CompleteParams, len(rs))
-		for i, r := range rs {
-			ps[i] = muster.CompleteParams{RunID: r.ID, Server: "bench", Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}
-		}
+	benchCycle(b, newStore, 100, "runs/s", func(ctx context.Context, s muster.Store, ps []muster.CompleteParams) {
 		res, err := s.CompleteRuns(ctx, ps)
 		if err != nil {
 			b.Fatal(err)
@@ -249,7 +225,29 @@ func BenchmarkBatch(b *testing.B, newStore Factory) {
 				b.Fatalf("completion: %+v", r)
 			}
 		}
+	})
+}
+
+// benchCycle claims b.N filled runs in batches of limit, has complete
+// record each batch's success, and reports the rate under unit.
+func benchCycle(b *testing.B, newStore Factory, limit int, unit string,
+	complete func(context.Context, muster.Store, []muster.CompleteParams)) {
+	ctx := context.Background()
+	s := newStore(b)
+	fill(b, s, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; {
+		rs, err := s.ClaimRuns(ctx, muster.ClaimParams{Server: "bench", Limit: limit, LeaseTTL: time.Minute})
+		if err != nil || len(rs) == 0 {
+			b.Fatalf("claim after %d: %d runs, %v", done, len(rs), err)
+		}
+		ps := make([]muster.CompleteParams, len(rs))
+		for i, r := range rs {
+			ps[i] = muster.CompleteParams{RunID: r.ID, Server: "bench", Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}
+		}
+		complete(ctx, s, ps)
 		done += len(rs)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "runs/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
 }
