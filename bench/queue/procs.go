@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/muster-run/muster/internal/procfs"
 )
 
 // procs.go: the muster server processes the benchmark starts, and CPU
@@ -161,7 +162,7 @@ func sampleCPU(servers []*server, pgPID int) cpuSample {
 		// every live child (backends, WAL writer, checkpointer...).
 		self, kids, _ := procTicks(pgPID)
 		s.postgres = self + kids
-		for _, c := range childrenOf(pgPID) {
+		for _, c := range procfs.Children(pgPID) {
 			u, _, _ := procTicks(c)
 			s.postgres += u
 		}
@@ -190,46 +191,8 @@ func (b cpuSample) sub(a cpuSample) CPU {
 
 // procTicks returns utime+stime and cutime+cstime of pid.
 func procTicks(pid int) (self, children int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, errors.New("bad stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, so f[11].
-	if len(f) < 15 {
-		return 0, 0, errors.New("short stat")
-	}
-	v := func(k int) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
-	return v(11) + v(12), v(13) + v(14), nil
-}
-
-// childrenOf lists the pids whose parent is ppid.
-func childrenOf(ppid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			out = append(out, pid)
-		}
-	}
-	return out
+	p, err := procfs.Read(pid)
+	return p.Utime + p.Stime, p.CUtime + p.CStime, err
 }
 
 // busyTicks is the machine's busy time (every CPU state but idle and

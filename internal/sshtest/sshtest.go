@@ -23,6 +23,8 @@ import (
 	"time"
 
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/muster-run/muster/internal/procfs"
 )
 
 // SSHDPath is the OpenSSH server binary the package runs.
@@ -367,7 +369,7 @@ func (s *Server) Stop() {
 	// Stop the listener first so it accepts nothing new, then kill every
 	// per-connection process.
 	cmd.Process.Signal(syscall.SIGSTOP)
-	for _, p := range descendants(pid) {
+	for _, p := range procfs.Descendants(pid) {
 		syscall.Kill(p, syscall.SIGKILL)
 	}
 	cmd.Process.Kill()
@@ -392,41 +394,6 @@ func (s *Server) Restart() error {
 func (s *Server) Close() error {
 	s.Stop()
 	return nil
-}
-
-// descendants returns every process below pid, found through /proc.
-func descendants(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	children := map[int][]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the ")" ending the command name: state ppid ...
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], p)
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
 
 // ConnectionsAccepted counts the TCP connections sshd has accepted since

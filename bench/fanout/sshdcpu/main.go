@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/procfs"
 	"github.com/muster-run/muster/internal/ssh"
 	"github.com/muster-run/muster/internal/sshtest"
 	xssh "golang.org/x/crypto/ssh"
@@ -96,30 +97,9 @@ func sshdTicks(pid int) (int64, error) {
 	return sum, nil
 }
 
-// hasChildren reports whether any process has ppid pid.
-func hasChildren(pid int) bool {
-	ents, _ := os.ReadDir("/proc")
-	want := strconv.Itoa(pid)
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == want {
-			return true
-		}
-	}
-	return false
-}
-
 func waitIdle(pid int) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for hasChildren(pid) || rp.reap() > 0 {
+	for len(procfs.Children(pid)) > 0 || rp.reap() > 0 {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("sshd %d still has children after 30s", pid)
 		}
@@ -162,25 +142,13 @@ func (r *reaper) done(pid int) {
 // children lists this process's children other than the listener and the
 // clients it started; zombie marks those that exited.
 func (r *reaper) children() (all, zombie []int) {
-	self := strconv.Itoa(os.Getpid())
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	for _, p := range procfs.All() {
+		if p.PPID != os.Getpid() || p.PID == r.listener || r.mine[p.PID] {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 || f[1] != self || pid == r.listener || r.mine[pid] {
-			continue
-		}
-		all = append(all, pid)
-		if f[0] == "Z" {
-			zombie = append(zombie, pid)
+		all = append(all, p.PID)
+		if p.State == 'Z' {
+			zombie = append(zombie, p.PID)
 		}
 	}
 	return all, zombie
