@@ -115,10 +115,11 @@ func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64, stream
 // error). A result whose output is not plain stdout/stderr (a task's
 // value, a plan's return) and that printed nothing live is shown whole.
 type watchPrinter struct {
-	full, quiet *output.Human
-	bar         *output.ProgressBar
-	stream      *output.Stream // nil without live output
-	runs        map[int64]*watchedRun
+	full   *output.Human
+	quiet  *output.Human // with live output on: results without their output
+	bar    *output.ProgressBar
+	stream *output.Stream // nil without live output
+	runs   map[int64]*watchedRun
 }
 
 // watchedRun is the live output shown so far of one attempt.
@@ -131,7 +132,6 @@ type watchedRun struct {
 func (a *app) newWatchPrinter(total int, live bool) *watchPrinter {
 	ho, bar := a.humanOptions(total)
 	p := &watchPrinter{full: output.NewHuman(a.stdout, ho), bar: bar, runs: map[int64]*watchedRun{}}
-	p.quiet = p.full
 	if live {
 		ho.Streamed = true
 		p.quiet = output.NewHuman(a.stdout, ho)

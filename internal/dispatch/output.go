@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -38,9 +39,7 @@ const (
 // goroutine (flusher), so a run's chunks are stored in order.
 type outputs struct {
 	store muster.Store
-	log   interface {
-		Warn(msg string, args ...any)
-	}
+	log   *slog.Logger
 
 	mu   sync.Mutex
 	open map[int64]*liveRun // by run id: attempts still running
@@ -65,7 +64,7 @@ type liveStream struct {
 	stopped bool // over a limit: nothing more is streamed
 }
 
-func newOutputs(store muster.Store, log interface{ Warn(string, ...any) }) *outputs {
+func newOutputs(store muster.Store, log *slog.Logger) *outputs {
 	return &outputs{store: store, log: log, open: map[int64]*liveRun{}}
 }
 
