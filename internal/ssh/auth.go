@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/muster-run/muster"
 	xssh "golang.org/x/crypto/ssh"
@@ -59,6 +60,14 @@ func (c *keyCache) signer(id string, load func() ([]byte, error)) signerResult {
 	return r
 }
 
+// forgetSigners drops the private keys read so far, and the errors reading
+// them, so that they are read again.
+func (c *keyCache) forgetSigners() {
+	c.mu.Lock()
+	c.signers = nil
+	c.mu.Unlock()
+}
+
 func (c *keyCache) knownHosts(files []string) hostsResult {
 	id := strings.Join(files, "\x00")
 	c.mu.Lock()
@@ -88,10 +97,110 @@ func (c *keyCache) knownHosts(files []string) hostsResult {
 	return r
 }
 
-// authError is a KindAuth error; such failures are never retried.
+// authError is a KindAuth error; such failures are remembered and not
+// retried (see Options.AuthRetryAfter).
 func authError(p *params, format string, args ...any) *muster.Error {
-	return muster.Errorf(muster.KindAuth, "Authentication failed for %s (%s@%s): %s",
-		p.name, p.user, p.addr(), fmt.Sprintf(format, args...)).WithCode("AUTH_ERROR")
+	return muster.Errorf(muster.KindAuth, "%s%s", authPrefix(p), fmt.Sprintf(format, args...)).WithCode("AUTH_ERROR")
+}
+
+func authPrefix(p *params) string {
+	return fmt.Sprintf("Authentication failed for %s (%s@%s): ", p.name, p.user, p.addr())
+}
+
+// maxAuthBackoff and maxAuthBackoffFactor cap the wait before a failed
+// authentication is tried again (see Options.AuthRetryAfter).
+const (
+	maxAuthBackoff       = 30 * time.Minute
+	maxAuthBackoffFactor = 32
+)
+
+// authFailure is a remembered authentication failure of one pool key.
+type authFailure struct {
+	name     string    // the target whose dial failed
+	err      error     // the failure
+	detail   string    // its message without the "Authentication failed for" prefix
+	at       time.Time // when it failed
+	failures int       // how many dials in a row failed to authenticate
+	retryAt  time.Time // when it may be tried again, with AuthRetryAfter
+}
+
+// rememberAuthFailure records that the dial of key for p failed to
+// authenticate with err. t.mu must be held.
+func (t *Transport) rememberAuthFailure(key string, p *params, err error) {
+	n := 1
+	if f := t.authFailed[key]; f != nil {
+		n = f.failures + 1
+	}
+	now := t.now()
+	t.authFailed[key] = &authFailure{name: p.name, err: err, detail: strings.TrimPrefix(err.Error(), authPrefix(p)),
+		at: now, failures: n, retryAt: now.Add(t.authBackoff(n))}
+}
+
+// authBackoff is the wait after n authentication failures in a row:
+// AuthRetryAfter, doubled for each failure after the first, capped.
+func (t *Transport) authBackoff(n int) time.Duration {
+	d := t.opts.AuthRetryAfter
+	if d <= 0 {
+		return 0
+	}
+	limit := max(d, min(maxAuthBackoffFactor*d, maxAuthBackoff))
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// authBlocked returns the error for an Exec on p when key failed to
+// authenticate and may not be tried again yet: always without
+// AuthRetryAfter (a run never retries a failed authentication), else until
+// the backoff is over. t.mu must be held.
+func (t *Transport) authBlocked(key string, p *params) error {
+	f := t.authFailed[key]
+	if f == nil {
+		return nil
+	}
+	if t.opts.AuthRetryAfter <= 0 {
+		if f.name == p.name {
+			return f.err
+		}
+		e := authError(p, "%s", f.detail) // another target with the same endpoint and credentials
+		e.Err = f.err
+		return e
+	}
+	now := t.now()
+	if !now.Before(f.retryAt) {
+		return nil
+	}
+	inARow := ""
+	if f.failures > 1 {
+		inARow = fmt.Sprintf(", after %d failures in a row", f.failures)
+	}
+	wait := f.retryAt.Sub(now)
+	if r := wait.Truncate(time.Second); r < wait {
+		wait = r + time.Second
+	}
+	e := muster.Errorf(muster.KindAuth, "authentication for %s (%s@%s) failed %s ago: %s; not retried until %s from now (%s%s)",
+		p.name, p.user, p.addr(), now.Sub(f.at).Truncate(time.Second), f.detail, wait,
+		f.retryAt.UTC().Format(time.RFC3339), inARow).WithCode("AUTH_ERROR").
+		WithDetail("failed_at", f.at.UTC().Format(time.RFC3339)).
+		WithDetail("retry_at", f.retryAt.UTC().Format(time.RFC3339))
+	e.Err = f.err
+	return e
+}
+
+// ForgetAuthFailures clears every remembered authentication failure, and
+// the private keys read so far, so that the next Exec on any target reads
+// its key again and authenticates again, whatever Options.AuthRetryAfter
+// says. Long-running callers call it when credentials may have been fixed:
+// the server on reload (SIGHUP, or a change of project). A dial under way
+// when it is called is not remembered if it fails. Connections already
+// open are kept.
+func (t *Transport) ForgetAuthFailures() {
+	t.mu.Lock()
+	clear(t.authFailed)
+	t.authGen++
+	t.mu.Unlock()
+	t.keys.forgetSigners()
 }
 
 // authMethods builds the client's auth methods. The returned closer releases

@@ -31,10 +31,23 @@ var (
 
 // slot is a pool entry; ready is closed when the single dial for it ends.
 type slot struct {
+	key   string // its params.poolKey
 	ready chan struct{}
 	c     *conn
 	err   error
+	// users holds the names of the targets that asked for the connection
+	// and were not released since (guarded by Transport.mu). Targets that
+	// share user, host, port, credentials and route share the connection;
+	// releasing the last of them closes it.
+	users map[string]struct{}
+	// authGen is Transport.authGen when the dial began: a failure is not
+	// remembered past a ForgetAuthFailures that came during the dial.
+	authGen int
 }
+
+// errUnused ends the dial of a slot that every target using it released
+// before it was ready; getConn dials again for a caller still waiting.
+var errUnused = errors.New("ssh connection released while it was dialled")
 
 // conn is one pooled SSH connection.
 type conn struct {
@@ -91,22 +104,26 @@ func (t *Transport) getConn(ctx context.Context, p *params) (*conn, error) {
 			t.mu.Unlock()
 			return nil, errClosed(p)
 		}
-		if err := t.authFailed[key]; err != nil {
+		if err := t.authBlocked(key, p); err != nil {
 			t.mu.Unlock()
-			return nil, err // never retry a failed authentication
+			return nil, err
 		}
 		s := t.conns[key]
 		if s == nil {
-			s = &slot{ready: make(chan struct{})}
+			s = &slot{key: key, ready: make(chan struct{}), users: map[string]struct{}{}, authGen: t.authGen}
 			t.conns[key] = s
 			t.wg.Add(1)
-			go func() { defer t.wg.Done(); t.dialSlot(key, s, p) }()
+			go func() { defer t.wg.Done(); t.dialSlot(s, p) }()
 		}
+		t.use(s, p.name)
 		t.mu.Unlock()
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
 			return nil, muster.ContextError(ctx, "connecting to "+p.name)
+		}
+		if errors.Is(s.err, errUnused) {
+			continue
 		}
 		if s.err != nil {
 			return nil, s.err
@@ -118,36 +135,74 @@ func (t *Transport) getConn(ctx context.Context, p *params) (*conn, error) {
 	}
 }
 
+// use records that the target named name uses s. t.mu must be held.
+func (t *Transport) use(s *slot, name string) {
+	s.users[name] = struct{}{}
+	m := t.users[name]
+	if m == nil {
+		m = map[*slot]struct{}{}
+		t.users[name] = m
+	}
+	m[s] = struct{}{}
+}
+
+// unpool removes s from the pool, if it is still there, and from its
+// users' lists. t.mu must be held.
+func (t *Transport) unpool(s *slot) {
+	if t.conns[s.key] == s {
+		delete(t.conns, s.key)
+	}
+	for name := range s.users {
+		if m := t.users[name]; m != nil {
+			delete(m, s)
+			if len(m) == 0 {
+				delete(t.users, name)
+			}
+		}
+	}
+}
+
 // drop removes c from the pool (if it is still there) and closes it.
 func (t *Transport) drop(key string, c *conn) {
 	t.mu.Lock()
 	if s := t.conns[key]; s != nil && s.c == c {
-		delete(t.conns, key)
+		t.unpool(s)
 	}
 	t.mu.Unlock()
 	c.client.Close()
 }
 
-func (t *Transport) dialSlot(key string, s *slot, p *params) {
+func (t *Transport) dialSlot(s *slot, p *params) {
 	c, err := t.dial(p)
 	t.mu.Lock()
-	closed := t.closed
-	if err != nil {
-		if t.conns[key] == s {
-			delete(t.conns, key)
+	closed, unused := t.closed, false
+	switch {
+	case err != nil:
+		t.unpool(s)
+		if muster.KindOf(err) == muster.KindAuth && s.authGen == t.authGen {
+			t.rememberAuthFailure(s.key, p, err)
 		}
-		if muster.KindOf(err) == muster.KindAuth {
-			t.authFailed[key] = err
-		}
-	} else if !closed {
+	case closed:
+	case len(s.users) == 0:
+		// Every target that asked for it was released during the dial.
+		t.unpool(s)
+		unused = true
+	default:
 		t.wg.Add(2)
-		go func() { defer t.wg.Done(); t.watch(key, c) }()
+		go func() { defer t.wg.Done(); t.watch(s.key, c) }()
 		go func() { defer t.wg.Done(); t.keepalive(c) }()
 	}
+	if err == nil {
+		delete(t.authFailed, s.key) // a success starts the backoff over
+	}
 	t.mu.Unlock()
-	if err == nil && closed {
+	switch {
+	case err == nil && closed:
 		c.client.Close()
 		err, c = errClosed(p), nil
+	case unused:
+		c.close()
+		err, c = errUnused, nil
 	}
 	s.c, s.err = c, err
 	close(s.ready)
@@ -159,7 +214,7 @@ func (t *Transport) watch(key string, c *conn) {
 	close(c.done)
 	t.mu.Lock()
 	if s := t.conns[key]; s != nil && s.c == c {
-		delete(t.conns, key)
+		t.unpool(s)
 	}
 	t.mu.Unlock()
 }
@@ -303,30 +358,38 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Release closes tg's pooled connection now, for callers that know they
-// are done with the target (a one-action run), so the target's sshd
-// processes end at once instead of idling until Close, and the client
-// holds half the memory. A later Exec on tg connects again.
+// Release ends tg's use of its pooled connection, for callers that know
+// they are done with the target: a one-action run, or the server's
+// connection keeper once the target is idle. Targets that reach the same
+// endpoint with the same user, credentials and route (aliases, several
+// names for one host) share one connection, which closes when the last of
+// them that used it is released, so the host's sshd processes end at once
+// instead of idling until Close, and the client holds half the memory. A
+// command still running on tg fails if the connection closes under it. A
+// later Exec on tg connects again. Release goes by tg.Name, so it also
+// ends the use of a connection tg reached with settings since changed (a
+// reloaded inventory); releasing a target that holds no connection does
+// nothing.
 func (t *Transport) Release(tg *muster.Target) {
-	p, err := t.resolve(tg)
-	if err != nil {
-		return
-	}
-	key := p.poolKey()
+	var idle []*conn
 	t.mu.Lock()
-	s := t.conns[key]
-	if s != nil {
+	for s := range t.users[tg.Name] {
+		delete(s.users, tg.Name)
+		if len(s.users) > 0 {
+			continue
+		}
 		select {
 		case <-s.ready:
-			if s.c != nil {
-				delete(t.conns, key)
+			if s.c != nil && t.conns[s.key] == s {
+				t.unpool(s)
+				idle = append(idle, s.c)
 			}
-		default:
-			s = nil // still dialling: leave it to Close
+		default: // still dialling: dialSlot closes it unless a target asks for it by then
 		}
 	}
+	delete(t.users, tg.Name)
 	t.mu.Unlock()
-	if s != nil && s.c != nil {
-		s.c.close()
+	for _, c := range idle {
+		c.close()
 	}
 }

@@ -1,7 +1,10 @@
 // Package ssh is the muster.Transport over SSH, built on
 // golang.org/x/crypto/ssh. It keeps one connection per target for the life
 // of the Transport and runs every command as a channel on it, at most
-// MaxSessions at once, so a run costs one handshake per host.
+// MaxSessions at once, so a run costs one handshake per host. Targets that
+// reach the same endpoint with the same identity and route (aliases, several
+// names for one host) share that connection, and its MaxSessions, until the
+// last of them is released.
 package ssh
 
 import (
@@ -32,6 +35,17 @@ type Options struct {
 	// connection that does not answer within three intervals is dropped.
 	// Default 15s; negative disables keepalives.
 	KeepaliveInterval time.Duration
+	// AuthRetryAfter is how long a failed authentication to an endpoint is
+	// remembered before a later Exec may try it again. Until then, Execs
+	// that need the endpoint fail at once with a muster.KindAuth error that
+	// says when it failed and when it will be retried, without connecting:
+	// OpenSSH 9.8 and later penalise source addresses that keep failing to
+	// authenticate. The wait doubles with each failure in a row, up to 32
+	// times AuthRetryAfter or 30 minutes, whichever is less (but never less
+	// than AuthRetryAfter), and starts over after a success. The default, 0,
+	// never retries a failed authentication for the life of the Transport
+	// (one CLI run); ForgetAuthFailures clears the failures in either case.
+	AuthRetryAfter time.Duration
 	// Logf, if set, receives debug messages.
 	Logf func(format string, args ...any)
 }
@@ -41,6 +55,7 @@ type Options struct {
 type Transport struct {
 	opts Options
 	keys keyCache
+	now  func() time.Time // the clock for authentication backoffs
 
 	cfgOnce sync.Once
 	cfg     *ssh_config.Config
@@ -50,9 +65,11 @@ type Transport struct {
 
 	mu         sync.Mutex
 	closed     bool
-	conns      map[string]*slot
-	authFailed map[string]error
-	wg         sync.WaitGroup // every goroutine the Transport started
+	conns      map[string]*slot              // by params.poolKey
+	users      map[string]map[*slot]struct{} // the pool slots each target name uses
+	authFailed map[string]*authFailure       // by params.poolKey
+	authGen    int                           // counts ForgetAuthFailures calls
+	wg         sync.WaitGroup                // every goroutine the Transport started
 }
 
 var _ muster.Transport = (*Transport)(nil)
@@ -72,8 +89,8 @@ func New(opts Options) *Transport {
 		opts.KeepaliveInterval = 15 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{opts: opts, ctx: ctx, cancel: cancel,
-		conns: map[string]*slot{}, authFailed: map[string]error{}}
+	return &Transport{opts: opts, ctx: ctx, cancel: cancel, now: time.Now,
+		conns: map[string]*slot{}, users: map[string]map[*slot]struct{}{}, authFailed: map[string]*authFailure{}}
 }
 
 func (t *Transport) logf(format string, args ...any) {
