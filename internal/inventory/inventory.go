@@ -274,7 +274,7 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 		return a.line < b.line || a.line == b.line && a.col < b.col
 	})
 	for _, key := range inv.order {
-		t, err := inv.build(inv.root.targetCollect(key), inv.root.groupCollect(key))
+		t, err := inv.build(inv.root.targetCollect(key), inv.root.groupCollect(key), false)
 		if err != nil {
 			return nil, errf(firstAt[key].line, "%v", err)
 		}
@@ -336,6 +336,21 @@ func (inv *Inventory) GroupNames() []string {
 	return append([]string(nil), inv.gorder...)
 }
 
+// IsEmpty reports whether the inventory defines no target and no group
+// besides "all".
+func (inv *Inventory) IsEmpty() bool { return len(inv.order) == 0 && len(inv.gorder) <= 1 }
+
+// Names returns every group name (as GroupNames), then every target name
+// and then every alias (both in target order), for "did you mean" hints.
+func (inv *Inventory) Names() []string {
+	out := append([]string(nil), inv.gorder...)
+	out = append(out, inv.order...)
+	for _, k := range inv.order {
+		out = append(out, inv.targets[k].Alias...)
+	}
+	return out
+}
+
 // Target returns the inventory target with this exact name.
 func (inv *Inventory) Target(name string) (*muster.Target, bool) {
 	t, ok := inv.targets[name]
@@ -357,7 +372,8 @@ func (inv *Inventory) ByAlias(alias string) (*muster.Target, bool) {
 // Adhoc returns a new target that is not in the inventory, built from uri
 // as Bolt does: it joins group "all" and gets that group's config, vars,
 // facts and features, over Options.Defaults. A uri that is the name of an
-// inventory target returns that target.
+// inventory target returns that target. An ad-hoc "localhost" always has
+// the local transport, whatever transport the inventory's config sets.
 func (inv *Inventory) Adhoc(uri string) (*muster.Target, error) {
 	u, err := ParseURI(uri)
 	if err != nil {
@@ -366,7 +382,7 @@ func (inv *Inventory) Adhoc(uri string) (*muster.Target, error) {
 	if t, ok := inv.targets[uri]; ok && !u.HasPassword {
 		return CloneTarget(t), nil
 	}
-	t, err := inv.build(&mdata{uri: uri}, inv.root.own())
+	t, err := inv.build(&mdata{uri: uri}, inv.root.own(), true)
 	if err != nil {
 		return nil, muster.Errorf(muster.KindInvalid, "%v", err)
 	}

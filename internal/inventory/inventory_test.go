@@ -245,18 +245,74 @@ groups:
 }
 
 func TestLocalhostRules(t *testing.T) {
-	// Bolt's localhost defaults sit below group data: an all-level transport wins.
-	inv, err := Parse("inventory.yaml", []byte("config: {transport: ssh}\ntargets: [localhost]\n"), Options{})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name     string
+		inv      string
+		defaults map[string]any
+		uri      string
+		want     string // transport
+		user     string
+	}{
+		// Bolt's localhost defaults sit below group data for a localhost the
+		// inventory defines: an all-level transport wins, as written.
+		{name: "defined, all-level ssh", inv: "config: {transport: ssh}\ntargets: [localhost]\n", uri: "localhost", want: "ssh"},
+		{name: "defined, no transport", inv: "targets: [localhost]\n", uri: "localhost", want: "local"},
+		{name: "defined with its own transport", inv: "targets: [{name: localhost, config: {transport: ssh}}]\n", uri: "localhost", want: "ssh"},
+		// An ad-hoc localhost always runs locally, and still gets group all's data.
+		{name: "ad-hoc, all-level ssh", inv: "config: {transport: ssh, local: {user: me}}\ntargets: [web1]\n", uri: "localhost", want: "local", user: "me"},
+		{name: "ad-hoc, CLI default ssh", defaults: map[string]any{"transport": "ssh"}, uri: "localhost", want: "local"},
+		{name: "ad-hoc local://", inv: "config: {transport: ssh}\n", uri: "local://", want: "local"},
+		{name: "ad-hoc ssh://localhost", inv: "config: {transport: local}\n", uri: "ssh://localhost", want: "ssh"},
+		{name: "ad-hoc user@localhost is remote", inv: "config: {transport: ssh}\n", uri: "me@localhost", want: "ssh", user: "me"},
 	}
-	if tg := mustTarget(t, inv, "localhost"); tg.Transport != "ssh" || !tg.HasFeature("puppet-agent") {
-		t.Errorf("localhost = %+v", viewOf(tg))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := Empty(Options{Defaults: tc.defaults})
+			if tc.inv != "" {
+				var err error
+				if inv, err = Parse("inventory.yaml", []byte(tc.inv), Options{Defaults: tc.defaults}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tg, err := inv.Adhoc(tc.uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tg.Transport != tc.want || tg.User != tc.user {
+				t.Errorf("Adhoc(%q) transport %q user %q, want %q %q", tc.uri, tg.Transport, tg.User, tc.want, tc.user)
+			}
+			if tg.Name == "localhost" && !tg.HasFeature("puppet-agent") {
+				t.Errorf("localhost features %v", tg.Features)
+			}
+		})
 	}
-	// A CLI default transport does not beat the localhost default.
-	inv = Empty(Options{Defaults: map[string]any{"transport": "ssh"}})
-	if tg, _ := inv.Adhoc("localhost"); tg.Transport != "local" {
-		t.Errorf("localhost transport = %q, want local", tg.Transport)
+}
+
+func TestIsEmptyAndNames(t *testing.T) {
+	for _, tc := range []struct {
+		src   string
+		empty bool
+		names []string
+	}{
+		{"", true, []string{"all"}},
+		{"vars: {a: 1}\nconfig: {transport: ssh}\n", true, []string{"all"}},
+		{"groups: [{name: web}]\n", false, []string{"all", "web"}},
+		{"targets: [{name: a, alias: [x, y]}, b]\ngroups: [{name: g, targets: [{name: c, alias: z}]}]\n", false,
+			[]string{"all", "g", "a", "b", "c", "x", "y", "z"}},
+	} {
+		inv, err := Parse("inventory.yaml", []byte(tc.src), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inv.IsEmpty() != tc.empty {
+			t.Errorf("%q: IsEmpty = %v", tc.src, inv.IsEmpty())
+		}
+		if d := cmp.Diff(tc.names, inv.Names()); d != "" {
+			t.Errorf("%q: Names (-want +got):\n%s", tc.src, d)
+		}
+	}
+	if !Empty(Options{}).IsEmpty() {
+		t.Error("Empty() is not empty")
 	}
 }
 

@@ -197,8 +197,10 @@ func (g *groupNode) members(set map[string]bool) {
 }
 
 // build turns merged data into a muster.Target, applying the Bolt rules:
-// Defaults → localhost defaults → groups → target → URI components.
-func (inv *Inventory) build(td, gd *mdata) (*muster.Target, error) {
+// Defaults → localhost defaults → groups → target → URI components. For an
+// ad-hoc "localhost" (not defined in the inventory) the local transport
+// sits above the group data instead: it always runs locally.
+func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 	if gd == nil {
 		gd = &mdata{}
 	}
@@ -219,7 +221,12 @@ func (inv *Inventory) build(td, gd *mdata) (*muster.Target, error) {
 	features := gd.features
 	groupConfig := gd.config
 	if name == "localhost" {
-		groupConfig = deepMerge(map[string]any{"transport": "local"}, groupConfig)
+		local := map[string]any{"transport": "local"}
+		if adhoc {
+			groupConfig = deepMerge(groupConfig, local)
+		} else {
+			groupConfig = deepMerge(local, groupConfig)
+		}
 		features = union(features, []string{"puppet-agent"})
 	}
 	config := deepMerge(inv.opts.Defaults, deepMerge(groupConfig, td.config))

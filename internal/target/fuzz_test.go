@@ -12,6 +12,7 @@ var fuzzSeeds = []string{
 	"", "a,b c", "web{1,2},db", "{a,{b,c}} d", "web[, ]x y", "[]],x]", `a\,b,c\ d`,
 	"ssh://u:p@[::1]:22,local://", "x}y,z", "web*", "db-primary", "FRONTEND?", "{db{1,2},stage*}",
 	"web[^12]", "all", "localhost", "host:2222", "[::1]:22", "web{1", "a[", "\\", "{}", "[!]",
+	"@/etc/hostname", "db1,@testdata/targets.txt", "@", "webb", "@u:p@h",
 }
 
 // FuzzSplit checks that Split never panics and returns only non-empty
@@ -60,7 +61,8 @@ func FuzzMatch(f *testing.F) {
 }
 
 // FuzzResolve checks that Resolve never panics, that errors are non-empty,
-// and that results are non-empty and unique by name.
+// that an @file token is always refused (Resolve never reads files), and
+// that results are non-empty and unique by name.
 func FuzzResolve(f *testing.F) {
 	inv, err := inventory.Load("testdata/inventory.yaml", inventory.Options{})
 	if err != nil {
@@ -71,12 +73,14 @@ func FuzzResolve(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
 		toks, _ := Split(spec)
+		atFile := false
 		for _, tok := range toks {
-			if strings.HasPrefix(tok, "@") {
-				t.Skip("@file reads the filesystem")
-			}
+			atFile = atFile || strings.HasPrefix(tok, "@")
 		}
 		ts, err := Resolve(inv, []string{spec})
+		if atFile && err == nil {
+			t.Fatalf("@file token accepted in %q", spec)
+		}
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")

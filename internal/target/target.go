@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"unicode"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/inventory"
+	"github.com/muster-run/muster/internal/task"
 )
 
 // maxFileSize bounds an @file target list.
@@ -73,15 +75,21 @@ func invalidf(format string, args ...any) error {
 	return muster.Errorf(muster.KindInvalid, format, args...)
 }
 
-// Resolve expands target specs into targets. Each spec is split with Split;
-// a token "@path" reads more tokens from a file (one or more per line, "#"
-// starts a comment). Each token is looked up in order as: a group name
-// (recursive; "all" is every target), a target name, an alias; then, if it
-// holds any of "* ? [ ] { }", a URI with a scheme is taken as-is and
-// anything else is a case-insensitive glob over group names, target names
-// and aliases that must match something; otherwise it becomes an ad-hoc
-// target from inv.Adhoc. The result is de-duplicated by name, in first-seen
-// order. A nil inv is treated as inventory.Empty.
+// Resolve expands target specs into targets. Each spec is split with Split.
+// Each token is looked up in order as: a group name (recursive; "all" is
+// every target), a target name, an alias; then, if it holds any of
+// "* ? [ ] { }", a URI with a scheme is taken as-is and anything else is a
+// case-insensitive glob over group names, target names and aliases that
+// must match something; otherwise it becomes an ad-hoc target from
+// inv.Adhoc. When the inventory has any groups or targets, a bare word
+// (no ".", ":", "@", not "localhost") that matches nothing is refused as a
+// likely typo, with the nearest names as suggestions; write ssh://name for
+// an ad-hoc host of that name. The result is de-duplicated by name, in
+// first-seen order. A nil inv is treated as inventory.Empty.
+//
+// Resolve never reads files: a token "@path" is refused (the command-line
+// client expands those with ExpandFiles first), since specs may come from
+// remote callers.
 func Resolve(inv *inventory.Inventory, specs []string) ([]*muster.Target, error) {
 	if inv == nil {
 		inv = inventory.Empty(inventory.Options{})
@@ -93,13 +101,9 @@ func Resolve(inv *inventory.Inventory, specs []string) ([]*muster.Target, error)
 			return nil, err
 		}
 		for _, tok := range toks {
-			if len(tok) > 1 && tok[0] == '@' {
-				more, err := readFile(tok[1:])
-				if err != nil {
-					return nil, err
-				}
-				tokens = append(tokens, more...)
-				continue
+			if tok[0] == '@' {
+				return nil, invalidf(`target %q: target lists from files ("@path") are read by the command-line client, not here: pass names, groups, globs or URIs`,
+					inventory.Redact(tok))
 			}
 			tokens = append(tokens, tok)
 		}
@@ -124,6 +128,38 @@ func Resolve(inv *inventory.Inventory, specs []string) ([]*muster.Target, error)
 	return out, nil
 }
 
+// ExpandFiles replaces every "@path" token of specs with the tokens listed
+// in that file (one or more per line, split like a spec; "#" starts a
+// comment when it begins a token; at most 16 MiB; no nested @files) and
+// returns the tokens of all specs, in order, ready for Resolve. It reads
+// the local filesystem, so only the command-line client may call it, never
+// a server on a spec it received. Errors name the file, and the line for
+// a bad line ("@targets.txt:3: ...").
+func ExpandFiles(specs []string) ([]string, error) {
+	var out []string
+	for _, spec := range specs {
+		toks, err := Split(spec)
+		if err != nil {
+			return nil, err
+		}
+		for _, tok := range toks {
+			switch {
+			case tok == "@":
+				return nil, invalidf(`target "@" names no file: write @path to read targets from a file`)
+			case tok[0] == '@':
+				more, err := readFile(tok[1:])
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, more...)
+			default:
+				out = append(out, tok)
+			}
+		}
+	}
+	return out, nil
+}
+
 func resolveToken(inv *inventory.Inventory, tok string) ([]*muster.Target, error) {
 	if ts, ok := inv.Group(tok); ok {
 		return ts, nil
@@ -137,11 +173,38 @@ func resolveToken(inv *inventory.Inventory, tok string) ([]*muster.Target, error
 	if strings.ContainsAny(tok, globChars) && !hasScheme(tok) {
 		return globTargets(inv, tok)
 	}
+	if !strings.ContainsAny(tok, ".:@") && tok != "localhost" && !inv.IsEmpty() {
+		return nil, unmatched(inv, tok)
+	}
 	t, err := inv.Adhoc(tok)
 	if err != nil {
 		return nil, err
 	}
 	return []*muster.Target{t}, nil
+}
+
+// unmatched is the error for a bare word that names nothing in a
+// non-empty inventory: most likely a typo, so it is not taken as an ad-hoc
+// host (which would fail later with a connection error).
+func unmatched(inv *inventory.Inventory, tok string) error {
+	where := "the inventory"
+	if f := inv.File(); f != "" {
+		where += " " + f
+	}
+	msg := fmt.Sprintf("target %q matched nothing in %s", tok, where)
+	if near := task.Suggest(tok, inv.Names(), 3); len(near) > 0 {
+		q := make([]string, len(near))
+		for i, n := range near {
+			q[i] = strconv.Quote(n)
+		}
+		alts := q[0]
+		if len(q) > 1 {
+			alts = strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+		}
+		return invalidf("%s; did you mean %s? (to use an ad-hoc host of that name, write ssh://%s)", msg, alts, tok)
+	}
+	return invalidf("%s (checked %d groups, %d targets and their aliases); to use an ad-hoc host of that name, write ssh://%s",
+		msg, len(inv.GroupNames()), len(inv.Targets()), tok)
 }
 
 // hasScheme reports whether tok starts with "transport://" (Bolt: ^[^:]+://).
