@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/target"
 )
 
 // fakeRunner records calls and returns scripted results. A target fails
@@ -20,6 +21,7 @@ type fakeRunner struct {
 	fail     map[string]bool
 	messages []string
 	events   []string
+	specs    []string // every spec given to ResolveTargets
 }
 
 func newFake(fail ...string) *fakeRunner {
@@ -32,7 +34,18 @@ func newFake(fail ...string) *fakeRunner {
 
 func (f *fakeRunner) ResolveTargets(specs []string) ([]*muster.Target, error) {
 	var out []*muster.Target
-	for _, s := range specs {
+	f.mu.Lock()
+	f.specs = append(f.specs, specs...)
+	f.mu.Unlock()
+	var toks []string
+	for _, spec := range specs {
+		t, err := target.Split(spec)
+		if err != nil {
+			return nil, err
+		}
+		toks = append(toks, t...)
+	}
+	for _, s := range toks {
 		if s == "bad" {
 			return nil, fmt.Errorf("unknown target %q", s)
 		}

@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,35 @@ func (rs *runState) runNamed(name string, params map[string]any) (any, error) {
 	return rs.runPlan(p, params)
 }
 
+// ParseCLIParams builds the plan's parameters from `k=v` arguments or from
+// the --params flag (paramsFlag: inline JSON, @file or "-" for stdin),
+// exactly as task.ParseCLIParams does for a task, typed by the plan's
+// declared parameters: a k=v value is parsed as JSON first and kept as
+// written when the JSON does not fit the declared type (so version=1.0
+// for a String parameter is "1.0"). It checks nothing else: Validate or
+// Run does.
+func (p *Plan) ParseCLIParams(args []string, paramsFlag string, stdin io.Reader) (map[string]any, error) {
+	types := make(map[string]task.Type, len(p.Parameters))
+	for _, prm := range p.Parameters {
+		types[prm.Name] = prm.Type
+	}
+	return task.ParseCLIParamsTyped(args, paramsFlag, stdin, func(name string) task.Type { return types[name] })
+}
+
+// Validate checks params against the plan's declared parameters without
+// running anything, exactly as Run does before the first step: unknown
+// names, missing required parameters (after defaults) and type
+// mismatches, every problem at once in one muster/invalid-input error
+// ("invalid parameters for plan NAME (N problems): ..."). A plan that
+// failed to load returns its *LoadError.
+func (p *Plan) Validate(params map[string]any) error {
+	if p.Err != nil {
+		return p.Err
+	}
+	_, err := p.validate(params)
+	return err
+}
+
 // validate applies defaults and checks every parameter.
 func (p *Plan) validate(params map[string]any) (map[string]any, error) {
 	out := map[string]any{}
@@ -171,10 +201,9 @@ func (rs *runState) resolve(vals []any) ([]*muster.Target, error) {
 		switch x := v.(type) {
 		case nil:
 		case string:
-			for _, s := range strings.Split(x, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					specs = append(specs, s)
-				}
+			// Whole: the Runner splits specs, minding "{a,b}" and "[,]".
+			if s := strings.TrimSpace(x); s != "" {
+				specs = append(specs, s)
 			}
 		case *muster.Target:
 			direct = append(direct, x)
@@ -243,10 +272,12 @@ func (rs *runState) act(action, object string, targets []*muster.Target, o StepO
 	rs.r.StepStarted(desc, targets)
 	start := time.Now()
 	results, err := fn(o)
-	rs.r.StepFinished(desc, results, time.Since(start))
 	if err != nil {
+		// The step could not start (a missing script or task, bad
+		// parameters): it did not finish, so say nothing of failures.
 		return nil, muster.AsError(err, muster.KindInvalid)
 	}
+	rs.r.StepFinished(desc, results, time.Since(start))
 	set := newResultSet(results, targets)
 	if !catch && !set.ok() {
 		return set, runFailure(action, object, set)

@@ -11,6 +11,8 @@ import (
 // resolved) and returns one result per target; it never returns an error
 // for a target failure (that is a failed Result), only for bad input.
 type Runner interface {
+	// ResolveTargets resolves target specs as target.Resolve does: each
+	// spec may hold several comma-separated names, groups or globs.
 	ResolveTargets(specs []string) ([]*muster.Target, error)
 	RunCommand(ctx context.Context, targets []*muster.Target, command string, o StepOptions) ([]*muster.Result, error)
 	RunScript(ctx context.Context, targets []*muster.Target, script string /*module path like mod/script.sh or a local path*/, args []string, o StepOptions) ([]*muster.Result, error)

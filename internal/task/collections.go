@@ -222,7 +222,10 @@ type aliasT struct {
 }
 
 func (t *aliasT) Check(v any) error {
-	if t.t.Check(v) != nil {
+	if err := t.t.Check(v); err != nil {
+		if te, ok := err.(*TypeError); ok && len(te.Path) == 0 && te.Msg == "" {
+			return broken(t, v, te.Reason)
+		}
 		return mismatch(t, v)
 	}
 	return nil
@@ -240,4 +243,56 @@ func isSensitive(t Type) bool {
 		return isSensitive(x.t)
 	}
 	return false
+}
+
+// loosen returns t without its constraints (number ranges, string lengths,
+// patterns, enumerations, collection sizes), at every depth: the base type
+// a value must have before a constraint can be what it breaks.
+func loosen(t Type) Type {
+	switch x := t.(type) {
+	case *integerT:
+		return &integerT{math.MinInt64, math.MaxInt64}
+	case *floatT:
+		return &floatT{math.Inf(-1), math.Inf(1)}
+	case *stringT, *enumT, *patternT:
+		return &stringT{0, math.MaxInt64}
+	case *wrapT:
+		if x.t == nil {
+			return x
+		}
+		return &wrapT{x.name, loosen(x.t)}
+	case *variantT:
+		ts := make([]Type, len(x.ts))
+		for i, e := range x.ts {
+			ts[i] = loosen(e)
+		}
+		return &variantT{ts}
+	case *arrayT:
+		var elem Type
+		if x.elem != nil {
+			elem = loosen(x.elem)
+		}
+		return &arrayT{elem, 0, math.MaxInt64}
+	case *hashT:
+		if x.key == nil {
+			return &hashT{nil, nil, 0, math.MaxInt64}
+		}
+		return &hashT{loosen(x.key), loosen(x.val), 0, math.MaxInt64}
+	case *structT:
+		fs := make([]structField, len(x.fields))
+		for i, f := range x.fields {
+			f.t = loosen(f.t)
+			fs[i] = f
+		}
+		return &structT{fs}
+	case *tupleT:
+		ts := make([]Type, len(x.ts))
+		for i, e := range x.ts {
+			ts[i] = loosen(e)
+		}
+		return &tupleT{ts, 0, math.MaxInt64}
+	case *aliasT:
+		return loosen(x.t)
+	}
+	return t
 }

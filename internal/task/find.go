@@ -365,13 +365,38 @@ func (t *Task) resolve(idx *Index, entries []string) ([]File, error) {
 // Closest returns the candidate nearest to s by edit distance, or "" when
 // none is close enough to be a plausible typo (for "did you mean" hints).
 func Closest(s string, cands []string) string {
-	best, bestD := "", len(s)/3+2
+	if best := Suggest(s, cands, 1); len(best) > 0 {
+		return best[0]
+	}
+	return ""
+}
+
+// Suggest returns up to n distinct candidates close enough to s to be a
+// plausible typo of it (case-insensitive edit distance below len(s)/3+2),
+// nearest first, ties in the order of cands.
+func Suggest(s string, cands []string, n int) []string {
+	type near struct {
+		c string
+		d int
+	}
+	var found []near
+	limit, ls := len(s)/3+2, strings.ToLower(s)
+	seen := map[string]bool{}
 	for _, c := range cands {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if d := editDistance(ls, strings.ToLower(c)); d < limit {
+			found = append(found, near{c, d})
 		}
 	}
-	return best
+	sort.SliceStable(found, func(i, j int) bool { return found[i].d < found[j].d })
+	var out []string
+	for _, f := range found[:min(max(n, 0), len(found))] {
+		out = append(out, f.c)
+	}
+	return out
 }
 
 func editDistance(a, b string) int {

@@ -6,8 +6,9 @@ import (
 )
 
 // FuzzParseType checks that ParseType never panics, that errors name an
-// offset inside the input, and that a parsed type's canonical form parses
-// to the same canonical form and can check values.
+// offset inside the input, that a parsed type's canonical form parses
+// to the same canonical form and can check values, and that the type
+// without its constraints accepts every value the type does.
 func FuzzParseType(f *testing.F) {
 	for _, s := range []string{
 		"String", "String[1, 2]", "Integer[-1, default]", "Float[0.0, 1.5e3]", "Enum[a, 'b', \"c\"]",
@@ -17,7 +18,7 @@ func FuzzParseType(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	values := []any{nil, "x", "", 1.0, 1.5, true, []any{"a", 1.0}, map[string]any{"a": "b"}}
+	values := []any{nil, "x", "", 1.0, 1.5, true, []any{"a", 1.0}, map[string]any{"a": "b"}, 70000.0, "abcdefgh"}
 	f.Fuzz(func(t *testing.T, s string) {
 		typ, err := ParseType(s)
 		if err != nil {
@@ -42,6 +43,9 @@ func FuzzParseType(f *testing.F) {
 			}
 			if e1 != nil && e1.Error() == "" {
 				t.Fatal("empty error")
+			}
+			if e1 == nil && loosen(typ).Check(v) != nil {
+				t.Fatalf("%q accepts %#v but its base type %q does not", s, v, loosen(typ))
 			}
 		}
 		if typ.WantsString() && typ.Check(1.0) == nil {

@@ -17,9 +17,19 @@ const Redacted = "Sensitive [value redacted]"
 // --params flag (paramsFlag, "" when not given): inline JSON, @file or "-"
 // for stdin. A k=v value is parsed as JSON first; it is kept as the raw
 // string when that fails or when the parsed value does not match the
-// parameter's declared type (so `name=123` for a String stays "123").
+// parameter's declared type (so `name=123` for a String stays "123"),
+// unless only the parsed value has the type's base type (so `count=20` for
+// an Integer[1, 10] stays 20, and validation says it is out of range).
 // Numbers are kept as json.Number. md may be nil.
 func ParseCLIParams(args []string, paramsFlag string, stdin io.Reader, md *Metadata) (map[string]any, error) {
+	return ParseCLIParamsTyped(args, paramsFlag, stdin, md.paramType)
+}
+
+// ParseCLIParamsTyped is ParseCLIParams with the declared types given by
+// typeOf, which returns nil for a parameter without a known type; typeOf
+// may be nil (every value JSON-first). Plans use it with their own
+// parameters' types.
+func ParseCLIParamsTyped(args []string, paramsFlag string, stdin io.Reader, typeOf func(name string) Type) (map[string]any, error) {
 	if paramsFlag != "" && len(args) > 0 {
 		return nil, fmt.Errorf("parameters may be given as key=value arguments or with --params, not both")
 	}
@@ -32,7 +42,11 @@ func ParseCLIParams(args []string, paramsFlag string, stdin io.Reader, md *Metad
 		if !ok || k == "" {
 			return nil, fmt.Errorf("invalid parameter %q: expected key=value", a)
 		}
-		out[k] = cliValue(v, md.paramType(k))
+		var t Type
+		if typeOf != nil {
+			t = typeOf(k)
+		}
+		out[k] = cliValue(v, t)
 	}
 	return out, nil
 }
@@ -46,13 +60,20 @@ func (md *Metadata) paramType(name string) Type {
 }
 
 // cliValue is Bolt's PAL#parse_params: JSON first, the raw string when the
-// JSON is invalid or does not match the declared type.
+// JSON is invalid or does not match the declared type. When neither form
+// matches, the JSON value is kept if it has the type's base type (only a
+// range, length, size or pattern is wrong), for a precise error.
 func cliValue(raw string, t Type) any {
 	v, err := decodeJSON([]byte(raw))
-	if err != nil || t != nil && t.Check(v) != nil {
+	switch {
+	case err != nil:
 		return raw
+	case t == nil || t.Check(v) == nil:
+		return v
+	case t.Check(raw) != nil && loosen(t).Check(v) == nil:
+		return v
 	}
-	return v
+	return raw
 }
 
 // decodeJSON decodes exactly one JSON value, keeping numbers as json.Number.

@@ -206,3 +206,101 @@ func TestInputEncoding(t *testing.T) {
 		t.Errorf("StdinJSON(nil) = %s", got)
 	}
 }
+
+// TestCLIConstraintErrors: a k=v value of the right base type that breaks
+// the type's range, length, size or pattern is reported as such, not as
+// "got String".
+func TestCLIConstraintErrors(t *testing.T) {
+	md, _, err := ParseMetadata("t.json", []byte(`{"parameters": {
+		"count": {"type": "Integer[1, 10]"},
+		"ratio": {"type": "Float[0, 1]"},
+		"name": {"type": "String[2, 4]"},
+		"code": {"type": "Pattern[/\\A[a-z]+\\z/]"},
+		"port": {"type": "Stdlib::Port"},
+		"items": {"type": "Array[Integer, 1, 2]"},
+		"nested": {"type": "Array[Integer[1, 10]]"},
+		"opt": {"type": "Optional[Integer[1, 10]]"},
+		"either": {"type": "Variant[Integer[1, 10], String[1, 2]]"},
+		"mode": {"type": "Enum[a, b]"},
+		"version": {"type": "String"},
+		"secret": {"type": "Integer[1, 10]", "sensitive": true}
+	}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		arg  string
+		want any    // the parsed value
+		err  string // the validation problem, "" when valid
+	}{
+		{"count=5", json.Number("5"), ""},
+		{"count=20", json.Number("20"), `parameter "count": expects Integer[1, 10], got 20 (out of range)`},
+		{"count=0", json.Number("0"), `parameter "count": expects Integer[1, 10], got 0 (out of range)`},
+		{"count=abc", "abc", `parameter "count": expects Integer[1, 10], got String "abc"`},
+		{`count="5"`, `"5"`, `parameter "count": expects Integer[1, 10], got String "\"5\""`},
+		{"ratio=1.5", json.Number("1.5"), `parameter "ratio": expects Float[0.0, 1.0], got 1.5 (out of range)`},
+		{"name=abcdef", "abcdef", `parameter "name": expects String[2, 4], got "abcdef" (too long)`},
+		{"name=a", "a", `parameter "name": expects String[2, 4], got "a" (too short)`},
+		{"name=12345", "12345", `parameter "name": expects String[2, 4], got "12345" (too long)`},
+		{`name="abcdef"`, "abcdef", `parameter "name": expects String[2, 4], got "abcdef" (too long)`},
+		{"name=123", "123", ""},
+		{"code=ABC", "ABC", `parameter "code": expects Pattern[/\A[a-z]+\z/], got "ABC" (does not match)`},
+		{"port=70000", json.Number("70000"), `parameter "port": expects Stdlib::Port, got 70000 (out of range)`},
+		{"items=[1,2,3]", []any{json.Number("1"), json.Number("2"), json.Number("3")}, `parameter "items": expects size to be between 1 and 2, got 3`},
+		{`items=["a"]`, `["a"]`, `parameter "items": expects Array[Integer, 1, 2], got String "[\"a\"]"`},
+		{"nested=[1,20]", []any{json.Number("1"), json.Number("20")}, `parameter "nested": index 1 expects Integer[1, 10], got 20 (out of range)`},
+		{"opt=20", json.Number("20"), `parameter "opt": expects Integer[1, 10], got 20 (out of range)`},
+		{"either=7", json.Number("7"), ""},
+		{"either=ab", "ab", ""},
+		{"either=20", "20", ""},
+		{"either=200", json.Number("200"), `parameter "either": expects Variant[Integer[1, 10], String[1, 2]], got Integer 200`},
+		{"mode=c", "c", `parameter "mode": expects Enum['a', 'b'], got String "c"`},
+		{"version=1.0", "1.0", ""},
+		{"secret=20", json.Number("20"), `parameter "secret": expects Integer[1, 10], got Integer (sensitive value redacted)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			params, err := ParseCLIParams([]string{tc.arg}, "", nil, md)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, _, _ := strings.Cut(tc.arg, "=")
+			if d := cmp.Diff(tc.want, params[name]); d != "" {
+				t.Errorf("value (-want +got):\n%s", d)
+			}
+			one := &Metadata{Parameters: map[string]*Param{name: md.Parameters[name]}}
+			_, err = one.Validate("m::t", params)
+			var got string
+			if ve := (*ValidationError)(nil); errors.As(err, &ve) && len(ve.Problems) == 1 {
+				got = ve.Problems[0]
+			} else if err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if got != tc.err {
+				t.Errorf("problem\n got: %s\nwant: %s", got, tc.err)
+			}
+		})
+	}
+}
+
+// TestParseCLIParamsTyped: the types come from a function (plans use it).
+func TestParseCLIParamsTyped(t *testing.T) {
+	str, _ := ParseType("String")
+	typeOf := func(name string) Type {
+		if name == "version" {
+			return str
+		}
+		return nil
+	}
+	got, err := ParseCLIParamsTyped([]string{"version=1.0", "n=1.0"}, "", nil, typeOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]any{"version": "1.0", "n": json.Number("1.0")}, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	got, err = ParseCLIParamsTyped([]string{"version=1.0"}, "", nil, nil)
+	if err != nil || got["version"] != json.Number("1.0") {
+		t.Errorf("nil typeOf: %v, %v", got, err)
+	}
+}

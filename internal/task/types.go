@@ -42,6 +42,10 @@ type TypeError struct {
 	// Msg, when set, replaces the "expects ... value" wording, for example
 	// `expects a value for key "name"`.
 	Msg string
+	// Reason, when set, says which constraint of Expected the value breaks
+	// although it has the right base type: "out of range" for numbers,
+	// "too short" or "too long" for strings, "does not match" for patterns.
+	Reason string
 }
 
 // Error reads like Puppet's: `expects an Integer[1, 65535] value, got String`.
@@ -58,11 +62,16 @@ func (e *TypeError) describe(withValue bool) string {
 	switch {
 	case e.Msg != "":
 		b.WriteString(e.Msg)
+	case withValue && e.Reason != "":
+		fmt.Fprintf(&b, "expects %s, got %s (%s)", e.Expected, shortJSON(e.Value), e.Reason)
 	case withValue:
 		fmt.Fprintf(&b, "expects %s, got %s %s", e.Expected, ValueTypeName(e.Value), shortJSON(e.Value))
 	default:
 		s := e.Expected.String()
 		fmt.Fprintf(&b, "expects %s %s value, got %s", article(s), s, ValueTypeName(e.Value))
+		if e.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", e.Reason)
+		}
 	}
 	return b.String()
 }
@@ -84,6 +93,11 @@ func shortJSON(v any) string {
 }
 
 func mismatch(t Type, v any) error { return &TypeError{Expected: t, Value: v} }
+
+// broken is a value of the right base type that breaks a constraint of t.
+func broken(t Type, v any, reason string) error {
+	return &TypeError{Expected: t, Value: v, Reason: reason}
+}
 
 // within prepends a path element to a nested mismatch.
 func within(err error, elem string) error {
@@ -275,8 +289,11 @@ func (t *stringT) Check(v any) error {
 	if !ok {
 		return mismatch(t, v)
 	}
-	if n := int64(utf8.RuneCountInString(s)); n < t.min || n > t.max {
-		return mismatch(t, v)
+	switch n := int64(utf8.RuneCountInString(s)); {
+	case n < t.min:
+		return broken(t, v, "too short")
+	case n > t.max:
+		return broken(t, v, "too long")
 	}
 	return nil
 }
@@ -302,8 +319,11 @@ type integerT struct{ min, max int64 }
 
 func (t *integerT) Check(v any) error {
 	n, ok := asInt(v)
-	if !ok || n < t.min || n > t.max {
+	if !ok {
 		return mismatch(t, v)
+	}
+	if n < t.min || n > t.max {
+		return broken(t, v, "out of range")
 	}
 	return nil
 }
@@ -319,8 +339,11 @@ type floatT struct{ min, max float64 }
 
 func (t *floatT) Check(v any) error {
 	f, ok := asFloat(v)
-	if !ok || f < t.min || f > t.max {
+	if !ok {
 		return mismatch(t, v)
+	}
+	if f < t.min || f > t.max {
+		return broken(t, v, "out of range")
 	}
 	return nil
 }
@@ -402,7 +425,7 @@ func (t *patternT) Check(v any) error {
 			return nil
 		}
 	}
-	return mismatch(t, v)
+	return broken(t, v, "does not match")
 }
 func (t *patternT) String() string {
 	if len(t.src) == 0 {

@@ -188,6 +188,14 @@ func TestTypeCheckMessages(t *testing.T) {
 		{"Tuple[String, Integer]", `["a"]`, "expects size to be 2, got 1"},
 		{"Enum[a, b]", `"c"`, "expects an Enum['a', 'b'] value, got String"},
 		{"Optional[Integer]", `"x"`, "expects an Integer value, got String"},
+		{"Integer[1, 10]", `20`, "expects an Integer[1, 10] value, got Integer (out of range)"},
+		{"Float[0, 1]", `-0.5`, "expects a Float[0.0, 1.0] value, got Float (out of range)"},
+		{"String[2]", `"a"`, "expects a String[2] value, got String (too short)"},
+		{"String[0, 1]", `"ab"`, "expects a String[0, 1] value, got String (too long)"},
+		{"Pattern[/^a/]", `"b"`, "expects a Pattern[/^a/] value, got String (does not match)"},
+		{"Stdlib::Port", `70000`, "expects a Stdlib::Port value, got Integer (out of range)"},
+		{"Stdlib::Port", `"22"`, "expects a Stdlib::Port value, got String"},
+		{"Array[Integer[1, 2]]", `[3]`, "index 0 expects an Integer[1, 2] value, got Integer (out of range)"},
 	} {
 		typ, err := ParseType(tc.typ)
 		if err != nil {
