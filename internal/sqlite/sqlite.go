@@ -3,13 +3,14 @@
 // mode with a busy timeout; all writes go through one connection and start
 // with BEGIN IMMEDIATE, so a write transaction never upgrades a read lock
 // and never deadlocks. Reads use a small pool of read-only connections.
-// Migrations are embedded and run on Open.
+// Migrations are embedded and run on Open, after a quick integrity check.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -18,7 +19,8 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/sqlstore"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migration/*.sql
@@ -31,7 +33,16 @@ type Store struct {
 
 var _ muster.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the database at path and migrates it.
+// ErrCorrupt is matched (errors.Is) by Open's error when the file is a
+// damaged SQLite database or not a SQLite database at all.
+var ErrCorrupt = errors.New("sqlite: the database is corrupt")
+
+// Open opens (creating if needed) the database at path, checks it with
+// PRAGMA quick_check(1) and migrates it. A damaged database, or a file
+// that is not one, is refused with an error that says what to do and
+// matches ErrCorrupt: a server that started on it would only answer errors.
+// The check reads the whole file once: about 0.2 s for 100,000 finished
+// runs (a 62 MB file, in the page cache), and grows with the file.
 func Open(ctx context.Context, path string, opts ...muster.StoreOption) (*Store, error) {
 	if path == "" || strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlite: need a plain file path, got %q", path)
@@ -48,8 +59,15 @@ func Open(ctx context.Context, path string, opts ...muster.StoreOption) (*Store,
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
+	if err := quickCheck(ctx, w, path); err != nil {
+		w.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
+		if ce := asCorrupt(path, err); ce != nil {
+			return nil, ce
+		}
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
 	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
@@ -104,3 +122,71 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// quickCheck runs PRAGMA quick_check(1) on db: it walks every b-tree page
+// of the file (reading all of it once) but, unlike integrity_check, does
+// not match index entries against their tables, and stops at the first
+// problem.
+func quickCheck(ctx context.Context, db *sql.DB, path string) error {
+	var res string
+	if err := db.QueryRowContext(ctx, `PRAGMA quick_check(1)`).Scan(&res); err != nil {
+		if ce := asCorrupt(path, err); ce != nil {
+			return ce
+		}
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if res != "ok" {
+		return &corruptError{path: path, detail: res}
+	}
+	return nil
+}
+
+// asCorrupt returns a *corruptError for an SQLITE_CORRUPT or SQLITE_NOTADB
+// error from the driver, else nil.
+func asCorrupt(path string, err error) *corruptError {
+	var se *msqlite.Error
+	if !errors.As(err, &se) {
+		return nil
+	}
+	msg := strings.TrimSuffix(se.Error(), fmt.Sprintf(" (%d)", se.Code()))
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_NOTADB:
+		return &corruptError{path: path, detail: msg, notDB: true, err: err}
+	case sqlite3.SQLITE_CORRUPT:
+		return &corruptError{path: path, detail: msg, err: err}
+	}
+	return nil
+}
+
+// corruptError says that the database at path is damaged, or not a
+// database, and what to do about it.
+type corruptError struct {
+	path   string
+	detail string // quick_check's first finding, or the driver's message
+	notDB  bool
+	err    error // the driver's error, if any
+}
+
+func (e *corruptError) Error() string {
+	var lines []string
+	for _, l := range strings.Split(e.detail, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "*** in database") {
+			lines = append(lines, l)
+		}
+	}
+	detail := strings.Join(lines, "; ")
+	if e.notDB {
+		return fmt.Sprintf("%s is not a SQLite database (%s): check --database (or MUSTER_DATABASE); "+
+			"if it is the queue's database, restore it from a backup, or move it aside to start with an empty queue",
+			e.path, detail)
+	}
+	return fmt.Sprintf("SQLite database %s is corrupt (quick_check: %s): restore it from a backup, "+
+		"or move it aside to start with an empty queue (to salvage its rows: sqlite3 %s \".recover\" | "+
+		"sqlite3 recovered.db)", e.path, detail, e.path)
+}
+
+// Is matches ErrCorrupt.
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// Unwrap returns the driver's error, if any.
+func (e *corruptError) Unwrap() error { return e.err }
