@@ -36,6 +36,11 @@ type JobSpec struct {
 	Secrets map[string]string `json:"secrets,omitempty"`
 	// Sealed is Secrets encrypted by the server (never by a client).
 	Sealed string `json:"sealed,omitempty"`
+	// LocalTargets is set by the server (never by a client) when the job
+	// may act on the server's own machine: an admin submitted it to a
+	// server started with --allow-local-targets. It covers the targets a
+	// plan job reaches as it runs, not only the job's nodes.
+	LocalTargets bool `json:"local_targets,omitempty"`
 }
 
 // SecretSudoPassword is the Secrets key of the sudo password.
@@ -100,6 +105,8 @@ func (s *JobSpec) Validate(kind JobKind) error {
 		return fmt.Errorf("a plan job sets the plan's \"targets\" parameter itself, to each node in turn")
 	case s.Sealed != "":
 		return fmt.Errorf("\"sealed\" is set by the server; send secrets in \"secrets\"")
+	case s.LocalTargets:
+		return fmt.Errorf("\"local_targets\" is set by the server, for admins on a server started with --allow-local-targets")
 	}
 	for k := range s.Env {
 		if k == "" || strings.ContainsAny(k, "= \t\n") {

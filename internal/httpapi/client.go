@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/muster-run/muster"
 )
@@ -26,6 +27,9 @@ type APIError struct {
 	Code    string // CodeInvalid, CodeUnauthorized, ...
 	Message string // the server's message, meant for a person
 	Op      string // what the client was doing ("server refused the job", "get job 42")
+	// RetryAfter is the Retry-After of a 429 (CodeRateLimited) answer: how
+	// long to wait before trying again; 0 when the server gave none.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -175,15 +179,21 @@ func (c *Client) send(op string, req *http.Request) (*http.Response, error) {
 // readAPIError turns an error response into an *APIError.
 func readAPIError(op string, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var retry time.Duration
+	if secs, err := strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 32); err == nil && secs > 0 {
+		retry = time.Duration(secs) * time.Second
+	}
 	var body ErrorBody
 	if json.Unmarshal(b, &body) == nil && body.Error.Message != "" {
-		return &APIError{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message, Op: op}
+		return &APIError{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message, Op: op,
+			RetryAfter: retry}
 	}
 	msg := strings.TrimSpace(string(b))
 	if len(msg) > 200 || msg == "" || strings.HasPrefix(msg, "<") {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return &APIError{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: msg, Op: op}
+	return &APIError{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: msg, Op: op,
+		RetryAfter: retry}
 }
 
 // call does one JSON request and decodes the answer into out.
@@ -215,7 +225,11 @@ func (c *Client) Health(ctx context.Context) error {
 // Submit queues a job.
 func (c *Client) Submit(ctx context.Context, req SubmitRequest) (SubmitResponse, error) {
 	var out SubmitResponse
-	err := c.call(ctx, "server refused the job", "POST", "/api/v1/jobs", nil, req, &out)
+	err := c.call(ctx, "submitting the job", "POST", "/api/v1/jobs", nil, req, &out)
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ae.Op = "server refused the job" // it answered; no answer keeps "submitting the job"
+	}
 	return out, err
 }
 

@@ -250,6 +250,11 @@ func TestClientErrors(t *testing.T) {
 		!strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("connection refused reads %q", err)
 	}
+	// No server answered, so none refused the job.
+	if _, err = down.Submit(e.ctx, exampleSubmit()); err == nil || strings.Contains(err.Error(), "refused the job") ||
+		!strings.HasPrefix(err.Error(), "submitting the job: cannot connect") {
+		t.Fatalf("submit to a stopped server reads %q", err)
+	}
 	// A proxy's HTML error page.
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)

@@ -24,7 +24,7 @@ import (
 var inventory = []string{"web1", "web2", "web3", "db1", "db2"}
 
 // resolve matches comma-separated globs against inventory.
-func resolve(_ context.Context, spec string) ([]string, error) {
+func resolve(_ context.Context, _ muster.Token, spec string) ([]string, error) {
 	var out []string
 	for _, p := range strings.Split(spec, ",") {
 		p = strings.TrimSpace(p)
@@ -44,7 +44,7 @@ func resolve(_ context.Context, spec string) ([]string, error) {
 
 // prepare knows one task, "mod::secret", whose "password" parameter is
 // sensitive: it moves it into the secrets, as the real engine does.
-func prepare(kind muster.JobKind, spec *muster.JobSpec) error {
+func prepare(_ context.Context, _ muster.Token, kind muster.JobKind, spec *muster.JobSpec) error {
 	if kind != muster.JobTask {
 		return nil
 	}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/muster-run/muster"
 )
@@ -58,12 +60,39 @@ func (s *Server) getJob(ctx context.Context, id int64) (muster.Job, error) {
 	return j, err
 }
 
-// resolveTargets turns the request's targets into node names: each spec
-// through Config.Resolve, in order, without duplicates.
-func (s *Server) resolveTargets(ctx context.Context, t Targets) ([]string, error) {
+// fileRefHint says why the API refuses "@file" target tokens.
+const fileRefHint = "is a client-side file reference; the API takes target names, groups, globs and URIs " +
+	"(the muster CLI expands @file before submitting)"
+
+// refuseFileRefs refuses any comma- or whitespace-separated token of the
+// target specs that starts with "@": in the CLI that names a file of
+// targets, and the server must never read its own files for a client.
+// The message names the token, never anything read from it.
+func refuseFileRefs(specs []string) error {
+	for _, spec := range specs {
+		for _, tok := range strings.FieldsFunc(spec, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+			if strings.HasPrefix(tok, "@") {
+				if len(tok) > 200 {
+					tok = tok[:200] + "..."
+				}
+				return fieldErr("targets", "%q %s", tok, fileRefHint)
+			}
+		}
+	}
+	return nil
+}
+
+// resolveTargets turns the request's targets into node names for the
+// caller who: each spec through Config.Resolve, in order, without
+// duplicates. "@file" tokens are refused before anything is resolved, and
+// the result is held to Config.MaxTargetsPerJob.
+func (s *Server) resolveTargets(ctx context.Context, who muster.Token, t Targets) ([]string, error) {
 	specs := t.Nodes
 	if specs == nil {
 		specs = []string{t.Spec}
+	}
+	if err := refuseFileRefs(specs); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	var out []string
@@ -77,7 +106,14 @@ func (s *Server) resolveTargets(ctx context.Context, t Targets) ([]string, error
 			}
 		} else {
 			var err error
-			if nodes, err = s.cfg.Resolve(ctx, spec); err != nil {
+			if nodes, err = s.cfg.Resolve(ctx, who, spec); err != nil {
+				switch {
+				case errors.Is(err, ErrForbidden):
+					s.log.Warn("job refused: targets not allowed", "actor", who.Name, "role", who.Role, "err", err)
+					return nil, &apiError{http.StatusForbidden, CodeForbidden, "targets: " + err.Error(), nil}
+				case muster.KindOf(err) == muster.KindInternal:
+					return nil, fmt.Errorf("resolving targets %q: %w", spec, err)
+				}
 				return nil, fieldErr("targets", "%v", err)
 			}
 		}
@@ -90,6 +126,12 @@ func (s *Server) resolveTargets(ctx context.Context, t Targets) ([]string, error
 				out = append(out, n)
 			}
 		}
+	}
+	if limit := s.cfg.MaxTargetsPerJob; limit > 0 && len(out) > limit {
+		s.metrics.refuse(limitTargetsPerJob)
+		s.log.Warn("job refused: too many targets", "actor", who.Name, "targets", len(out), "limit", limit)
+		return nil, fieldErr("targets", "job resolves to %d targets; this server allows at most %d per job "+
+			"(--max-targets-per-job)", len(out), limit)
 	}
 	return out, nil
 }
@@ -120,6 +162,27 @@ type submitAudit struct {
 }
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster.Token) error {
+	stored := false
+	if s.jobRate != nil {
+		// Take the job's place in the token's bucket first, so that
+		// concurrent submissions cannot overrun it, and give it back
+		// unless the job is stored.
+		wait, ok := s.jobRate.take(who.Name, s.now())
+		if !ok {
+			s.metrics.refuse(limitJobsPerMinute)
+			s.log.Warn("job refused: rate limit", "actor", who.Name, "limit", s.cfg.MaxJobsPerMinute, "retry_after", wait)
+			secs := int64(max(1, math.Ceil(wait.Seconds())))
+			return &apiError{http.StatusTooManyRequests, CodeRateLimited,
+				fmt.Sprintf("too many jobs: token %q may submit at most %d jobs a minute to this server "+
+					"(--max-jobs-per-minute); retry in %ds", who.Name, s.cfg.MaxJobsPerMinute, secs),
+				map[string]string{"Retry-After": strconv.FormatInt(secs, 10)}}
+		}
+		defer func() {
+			if !stored {
+				s.jobRate.refund(who.Name, s.now())
+			}
+		}()
+	}
 	req, err := DecodeSubmit(r.Body)
 	if err != nil {
 		return err
@@ -127,16 +190,19 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	nodes, err := s.resolveTargets(r.Context(), req.Targets)
+	nodes, err := s.resolveTargets(r.Context(), who, req.Targets)
 	if err != nil {
 		return err
 	}
 	spec := req.Spec
 	if s.cfg.Prepare != nil {
-		if err := s.cfg.Prepare(req.Kind, &spec); err != nil {
+		if err := s.cfg.Prepare(r.Context(), who, req.Kind, &spec); err != nil {
 			var fe *FieldError
-			if errors.As(err, &fe) {
+			switch {
+			case errors.As(err, &fe):
 				return fe
+			case errors.Is(err, ErrForbidden):
+				return &apiError{http.StatusForbidden, CodeForbidden, "spec: " + err.Error(), nil}
 			}
 			return fieldErr("spec", "%v", err)
 		}
@@ -172,6 +238,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 	} else if err != nil {
 		return err
 	}
+	stored = true
 	s.audit(r, who, "job.submit", fmt.Sprintf("job/%d", res.Job.ID), submitAudit{
 		SubmitRequest: audited, TargetCount: len(nodes), Coalesced: len(res.Coalesced),
 	})
@@ -180,6 +247,9 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 		j = got
 	}
 	out := SubmitResponse{Job: jobView(j, true), Runs: res.Runs, Coalesced: res.Coalesced}
+	if s.cfg.Inventory != nil {
+		out.Inventory = s.cfg.Inventory()
+	}
 	if out.Coalesced == nil {
 		out.Coalesced = []string{}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,14 +17,45 @@ import (
 // Metrics holds the server's Prometheus metrics in a private registry:
 // queue gauges read from Store.Stats at scrape time, wait and run-time
 // histograms that the dispatcher feeds, the admission gauge, HTTP request
-// counters, and the Go and process collectors.
+// counters, the API's limits and their refusals, and the Go and process
+// collectors.
 type Metrics struct {
 	reg       *prometheus.Registry
 	wait      prometheus.Histogram
 	duration  *prometheus.HistogramVec
 	admission prometheus.Gauge
 	requests  *prometheus.CounterVec
+	limits    *prometheus.GaugeVec
+	refusals  *prometheus.CounterVec
 	handler   http.Handler
+}
+
+// The outcomes of a finished attempt, the "outcome" label of
+// muster_run_duration_seconds. RunOutcome derives one.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomeCancelled = "cancelled" // the job was cancelled while the attempt ran
+	OutcomeTimeout   = "timeout"   // the attempt ran out of time
+)
+
+// RunOutcome is the outcome label of a finished attempt, from what the
+// dispatcher reports (dispatch.Outcome's OK and Error, which is "<kind>:
+// <message>"): OutcomeSucceeded when ok, else OutcomeCancelled for an
+// error of kind muster/cancelled, OutcomeTimeout for muster/timeout-error,
+// and OutcomeFailed for anything else.
+func RunOutcome(ok bool, errText string) string {
+	if ok {
+		return OutcomeSucceeded
+	}
+	kind, _, _ := strings.Cut(errText, ":")
+	switch strings.TrimSpace(kind) {
+	case muster.KindCancelled:
+		return OutcomeCancelled
+	case muster.KindTimeout:
+		return OutcomeTimeout
+	}
+	return OutcomeFailed
 }
 
 // NewMetrics makes the metrics for store. A server makes its own unless
@@ -49,10 +81,22 @@ func NewMetrics(store muster.Store) *Metrics {
 			Name: "muster_http_requests_total",
 			Help: "HTTP API requests, by route and status code.",
 		}, []string{"route", "code"}),
+		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "muster_api_limit",
+			Help: "The API's configured limits (targets_per_job, jobs_per_minute per token); 0 means no limit.",
+		}, []string{"limit"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "muster_api_limit_refusals_total",
+			Help: "Submissions refused by an API limit, by limit.",
+		}, []string{"limit"}),
 	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	m.admission.Set(1)
-	m.reg.MustRegister(m.wait, m.duration, m.admission, m.requests, newQueueCollector(store),
+	for _, l := range []string{limitTargetsPerJob, limitJobsPerMinute} {
+		m.limits.WithLabelValues(l).Set(0)
+		m.refusals.WithLabelValues(l).Add(0)
+	}
+	m.reg.MustRegister(m.wait, m.duration, m.admission, m.requests, m.limits, m.refusals, newQueueCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,8 +104,9 @@ func NewMetrics(store muster.Store) *Metrics {
 // ObserveStart records how long a run waited before it started.
 func (m *Metrics) ObserveStart(wait time.Duration) { m.wait.Observe(max(0, wait.Seconds())) }
 
-// ObserveFinish records a finished attempt's run time and outcome
-// ("succeeded", "failed", ...).
+// ObserveFinish records a finished attempt's run time and outcome: one of
+// OutcomeSucceeded, OutcomeFailed, OutcomeCancelled and OutcomeTimeout,
+// as RunOutcome derives them.
 func (m *Metrics) ObserveFinish(runTime time.Duration, outcome string) {
 	m.duration.WithLabelValues(outcome).Observe(max(0, runTime.Seconds()))
 }
@@ -81,6 +126,12 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Handler serves the metrics in the Prometheus text format, without
 // authentication (the server's /metrics route adds it).
 func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// setLimit shows a configured limit (0: none).
+func (m *Metrics) setLimit(limit string, v int) { m.limits.WithLabelValues(limit).Set(float64(v)) }
+
+// refuse counts a submission refused by a limit.
+func (m *Metrics) refuse(limit string) { m.refusals.WithLabelValues(limit).Inc() }
 
 func (m *Metrics) countRequest(route string, code int) {
 	if code == 0 {

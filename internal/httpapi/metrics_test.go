@@ -84,3 +84,55 @@ func TestStats(t *testing.T) {
 		t.Errorf("percentiles out of order: %+v", st.Wait)
 	}
 }
+
+func TestRunOutcome(t *testing.T) {
+	tests := []struct {
+		ok      bool
+		errText string
+		want    string
+	}{
+		{true, "", OutcomeSucceeded},
+		{true, "muster/cancelled: job 7 was cancelled while running on web1", OutcomeSucceeded},
+		{false, "muster/cancelled: job 7 was cancelled while running on web1", OutcomeCancelled},
+		{false, "muster/timeout-error: run 3 on web1 timed out after 30s", OutcomeTimeout},
+		{false, "muster/command-error: exit code 1", OutcomeFailed},
+		{false, "muster/connect-error: dial tcp: connection refused", OutcomeFailed},
+		{false, "", OutcomeFailed},
+		{false, "cancelled", OutcomeFailed},
+	}
+	for _, tc := range tests {
+		if got := RunOutcome(tc.ok, tc.errText); got != tc.want {
+			t.Errorf("RunOutcome(%v, %q) = %q, want %q", tc.ok, tc.errText, got, tc.want)
+		}
+	}
+}
+
+// TestMetricsOutcomes: each outcome is its own label of the run-time
+// histogram; a cancelled run is not counted as failed.
+func TestMetricsOutcomes(t *testing.T) {
+	e := newEnv(t)
+	m := e.srv.Metrics()
+	for _, o := range []struct {
+		ok      bool
+		errText string
+	}{
+		{true, ""},
+		{false, "muster/command-error: exit code 2"},
+		{false, "muster/cancelled: job 1 was cancelled while running on web1"},
+		{false, "muster/cancelled: job 1 was cancelled while running on web2"},
+		{false, "muster/timeout-error: run 5 on db1 timed out after 1s"},
+	} {
+		m.ObserveFinish(2*time.Second, RunOutcome(o.ok, o.errText))
+	}
+	body := e.metricsBody()
+	for _, want := range []string{
+		`muster_run_duration_seconds_count{outcome="succeeded"} 1`,
+		`muster_run_duration_seconds_count{outcome="failed"} 1`,
+		`muster_run_duration_seconds_count{outcome="cancelled"} 2`,
+		`muster_run_duration_seconds_count{outcome="timeout"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

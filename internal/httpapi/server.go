@@ -37,13 +37,25 @@ type Sealer interface {
 type Config struct {
 	Store muster.Store
 	// Resolve turns a target spec ("web*,db1") into node names with the
-	// server's inventory. Its error goes back to the client (400). Nil
-	// takes a spec as a comma-separated list of node names.
-	Resolve func(ctx context.Context, spec string) ([]string, error)
+	// server's inventory, for the caller who: the authenticated token, so
+	// that it can refuse targets the caller's role may not use (such as
+	// local targets). The API has already refused "@file" tokens, which
+	// only the CLI expands; Resolve must not read files either. An error
+	// that matches ErrForbidden (see Forbidden) is answered 403, one of
+	// kind muster/exception-error is an internal error (500, logged), and
+	// any other (muster/invalid-input and errors without a kind) goes back
+	// to the client as 400. Nil takes a spec as a comma-separated list of
+	// node names.
+	Resolve func(ctx context.Context, who muster.Token, spec string) ([]string, error)
 	// Prepare validates a submission against the server's tasks and plans
 	// and may move sensitive parameters into spec.Secrets. Its error goes
-	// back to the client (400). Nil means no extra checks.
-	Prepare func(kind muster.JobKind, spec *muster.JobSpec) error
+	// back to the client: 403 when it matches ErrForbidden, else 400. Nil
+	// means no extra checks. who is the authenticated caller, so Prepare
+	// can grant what only some roles may do (spec.LocalTargets).
+	Prepare func(ctx context.Context, who muster.Token, kind muster.JobKind, spec *muster.JobSpec) error
+	// Inventory, when set, names the inventory file targets are resolved
+	// with, for the submit response ("" for none).
+	Inventory func() string
 	// Sealer seals spec.Secrets into spec.Sealed before the spec is
 	// stored. Without one, a submission carrying secrets is refused.
 	Sealer Sealer
@@ -57,7 +69,40 @@ type Config struct {
 	// EventInterval is how often an event stream polls the store; default
 	// 250ms.
 	EventInterval time.Duration
+	// MaxTargetsPerJob, when above 0, refuses (400) a submission whose
+	// targets resolve to more nodes than this, before anything is stored
+	// (muster server --max-targets-per-job).
+	MaxTargetsPerJob int
+	// MaxJobsPerMinute, when above 0, holds each API token to this many
+	// accepted jobs a minute (muster server --max-jobs-per-minute): a
+	// token bucket per token name holds MaxJobsPerMinute jobs, so that
+	// many may come at once, and refills at MaxJobsPerMinute a minute. A
+	// submission that finds its token's bucket empty is refused with 429
+	// and a Retry-After header; refused submissions (for any reason) take
+	// nothing from the bucket. The buckets live in this process: with
+	// several servers on one database each enforces the limit on its own,
+	// so a token may submit up to MaxJobsPerMinute jobs a minute to each.
+	MaxJobsPerMinute int
 }
+
+// ErrForbidden is what an error returned by Config.Resolve or
+// Config.Prepare matches (errors.Is) to be answered 403 Forbidden: the
+// caller's role may not do what the request asks. Forbidden makes one.
+var ErrForbidden = errors.New("not allowed for this caller")
+
+// Forbidden returns an error that matches ErrForbidden and reads as the
+// formatted message, which goes back to the client, e.g.
+// Forbidden("local targets need the admin role and a server started with --allow-local-targets").
+func Forbidden(format string, args ...any) error {
+	return &forbiddenError{fmt.Sprintf(format, args...)}
+}
+
+type forbiddenError struct{ msg string }
+
+func (e *forbiddenError) Error() string { return e.msg }
+
+// Is matches ErrForbidden.
+func (e *forbiddenError) Is(target error) bool { return target == ErrForbidden }
 
 // Server is the HTTP API. It is an http.Handler.
 type Server struct {
@@ -67,6 +112,7 @@ type Server struct {
 	now     func() time.Time
 	metrics *Metrics
 	mux     *http.ServeMux
+	jobRate *rateLimiter // nil without Config.MaxJobsPerMinute
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -114,6 +160,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("httpapi: Config.Store is required")
 	}
+	if cfg.MaxTargetsPerJob < 0 || cfg.MaxJobsPerMinute < 0 {
+		return nil, errors.New("httpapi: Config.MaxTargetsPerJob and Config.MaxJobsPerMinute must not be negative")
+	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, metrics: cfg.Metrics,
 		mux: http.NewServeMux(), closed: make(chan struct{})}
 	if s.log == nil {
@@ -128,6 +177,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.cfg.EventInterval <= 0 {
 		s.cfg.EventInterval = 250 * time.Millisecond
 	}
+	if cfg.MaxJobsPerMinute > 0 {
+		s.jobRate = newRateLimiter(cfg.MaxJobsPerMinute, time.Minute)
+	}
+	s.metrics.setLimit(limitTargetsPerJob, cfg.MaxTargetsPerJob)
+	s.metrics.setLimit(limitJobsPerMinute, cfg.MaxJobsPerMinute)
 	methods := map[string][]string{}
 	var paths []string
 	for _, rt := range routeTable() {
@@ -290,6 +344,8 @@ func (s *Server) fail(w *statusWriter, r *http.Request, err error) {
 			fmt.Sprintf("body: larger than the limit of %d bytes", mbe.Limit), nil}
 	case errors.As(err, &fe):
 		ae = badRequest("%s", fe.Error())
+	case errors.Is(err, ErrForbidden):
+		ae = &apiError{http.StatusForbidden, CodeForbidden, err.Error(), nil}
 	case errors.Is(err, muster.ErrNotFound):
 		ae = notFound("not found")
 	case r.Context().Err() != nil:

@@ -109,6 +109,9 @@ type SubmitResponse struct {
 	Runs map[string]int64 `json:"runs"`
 	// Coalesced lists the targets merged into an existing waiting run.
 	Coalesced []string `json:"coalesced"`
+	// Inventory is where the server resolved the targets: its inventory
+	// file, or "" when it has none (ad-hoc targets only).
+	Inventory string `json:"inventory,omitempty"`
 }
 
 // JobView is a job as the API shows it. Spec is redacted: no secret or
@@ -338,6 +341,7 @@ const (
 	CodeConflict         = "conflict"
 	CodeTooLarge         = "payload_too_large"
 	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeRateLimited      = "rate_limited"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 )
