@@ -143,7 +143,7 @@ func Run(ctx context.Context, targets []*muster.Target, opts Options, action, ob
 func runOne(ctx context.Context, t *muster.Target, timeout time.Duration, action, object string, fn Func) (r *muster.Result) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the time limit of %s per target was reached", timeout))
 		defer cancel()
 	}
 	defer func() {

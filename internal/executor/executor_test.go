@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,10 +140,15 @@ func TestTimeoutIsPerTarget(t *testing.T) {
 				t.Errorf("%s: context has no deadline", tg.Name)
 			}
 			<-ctx.Done()
-			return ok(tg)
+			return &muster.Result{Target: tg.Name, Error: muster.ContextError(ctx, "command on "+tg.Name)}
 		})
 	if len(res) != 2 {
 		t.Fatalf("got %d results", len(res))
+	}
+	for _, r := range res {
+		if r.Error == nil || r.Error.Kind != muster.KindTimeout || !strings.Contains(r.Error.Msg, "time limit of 20ms") {
+			t.Errorf("%s: error = %v, want a timeout naming the 20ms limit", r.Target, r.Error)
+		}
 	}
 }
 

@@ -120,6 +120,9 @@ func (h *Human) Result(r *muster.Result) {
 	var b strings.Builder
 	notRun := !r.OK() && r.Error.Details["started"] == false
 	switch {
+	case r.OK() && h.quiet:
+		// The output was shown live: nothing follows the status line.
+		fmt.Fprintf(&b, "%s %s\n", h.paint("32", "Finished on"), r.Target)
 	case r.OK():
 		fmt.Fprintf(&b, "%s %s:\n", h.paint("32", "Finished on"), r.Target)
 	case notRun:
@@ -155,6 +158,9 @@ func (h *Human) value(b *strings.Builder, r *muster.Result) {
 			b.WriteString("  " + strings.ToUpper(r.Action[:1]) + r.Action[1:] + " completed successfully with no output\n")
 		}
 	default:
+		if !r.OK() && (r.Action == "upload" || r.Action == "download") {
+			return // the error names what went wrong; the transfer's raw command output adds nothing
+		}
 		if msg, ok := r.Value["_output"].(string); ok {
 			indent(b, "  ", msg)
 			return

@@ -94,3 +94,29 @@ func TestStreamPrefixesEveryLine(t *testing.T) {
 		t.Errorf("stream:\n%q\nwant\n%q", b.String(), want)
 	}
 }
+
+func TestHumanResultShapes(t *testing.T) {
+	uploadFailed := &muster.Result{Target: "web1", Action: "upload", Object: "./a.conf",
+		Value: map[string]any{"stdout": "", "stderr": "mv: cannot move\n", "merged_output": "mv: cannot move\n", "exit_code": 1},
+		Error: muster.Errorf(muster.KindFile, "could not write /etc/a.conf on web1: mv: cannot move")}
+	tests := []struct {
+		name     string
+		streamed bool
+		r        *muster.Result
+		want     string
+	}{
+		{"failed upload shows its error, not its raw value", false, uploadFailed,
+			"Failed on web1:\n  could not write /etc/a.conf on web1: mv: cannot move\n"},
+		{"streamed success has nothing under it", true, results()[0], "Finished on web1\n"},
+		{"streamed failure keeps its error", true, results()[1], "Failed on web2:\n  The command failed with exit code 2\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			NewHuman(&b, HumanOptions{Streamed: tc.streamed}).Result(tc.r)
+			if b.String() != tc.want {
+				t.Errorf("Result() printed\n%q\nwant\n%q", b.String(), tc.want)
+			}
+		})
+	}
+}
