@@ -48,9 +48,7 @@ if [ -z "$initdb" ]; then
     echo "pgtest.sh: no /usr/lib/postgresql/*/bin/initdb; install postgresql or run as root" >&2
     exit 1
   fi
-  echo "pgtest.sh: installing postgresql" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
+  "$(dirname "$0")/apt-install.sh" postgresql >&2
   initdb=$(find_initdb)
 fi
 bin=$(dirname "$initdb")

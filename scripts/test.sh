@@ -10,19 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=()
-for p in openssh-server openssh-client sudo tar ruby; do
-  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
-done
-if ((${#need_pkgs[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2
-    exit 1
-  fi
-  echo "==> installing ${need_pkgs[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+scripts/apt-install.sh openssh-server openssh-client sudo tar ruby
 if [ "$(id -u)" -eq 0 ]; then
   mkdir -p /run/sshd && chmod 755 /run/sshd
 fi
