@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -68,28 +69,24 @@ func (a *app) scriptCommand() *cobra.Command {
 		Short: "Upload a local script to targets, run it and remove it",
 		Long: `Copy a local script into a private (mode 700) temporary directory on each
 target, run it with ARGS, and remove the directory, all in a single SSH
-channel: the script travels on the command's standard input. ARGS are
-passed literally (shell-quoted, never interpolated). A script without a
-shebang line runs with /bin/sh. Flags go before '--' when ARGS start with '-'.`,
+channel: the script travels on the command's standard input. A script
+without a shebang line runs with /bin/sh.
+
+` + scriptArgsHelp,
 		Example: `  muster script run ./health.sh -t web
-  muster script run ./rotate-logs.sh -- --keep 7 -t all --run-as root`,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usagef("'%s' needs a SCRIPT to run", c.CommandPath())
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, args []string) error {
-			content, err := os.ReadFile(args[0])
-			if err != nil {
-				return usagef("cannot read script: %v", err)
-			}
-			scriptArgs := args[1:]
-			return a.runAction(c, "script", args[0], func(ctx context.Context, r *action.Runner, t *muster.Target, o action.Options) *muster.Result {
-				return r.Script(ctx, t, args[0], content, scriptArgs, o)
-			})
-		},
+  muster script run ./health.sh --deep -t web
+  muster script run ./rotate-logs.sh --keep 7 -t all --run-as root
+  muster script run ./check.sh -t 'db*' --format json -- --verbose -t quick`,
 	}
+	withScriptArgs(run, func(c *cobra.Command, script string, scriptArgs []string) error {
+		content, err := os.ReadFile(script)
+		if err != nil {
+			return inputError{fmt.Errorf("cannot read script: %w", err)}
+		}
+		return a.runAction(c, "script", script, func(ctx context.Context, r *action.Runner, t *muster.Target, o action.Options) *muster.Result {
+			return r.Script(ctx, t, script, content, scriptArgs, o)
+		})
+	})
 	a.flags.registerRun(run, true)
 	return group("script", "Run local scripts on targets", run)
 }
@@ -110,7 +107,7 @@ files are written as that user. Targets need tar, as every Linux has.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			archive, err := action.Pack(args[0])
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			return a.runAction(c, "upload", args[0], func(ctx context.Context, r *action.Runner, t *muster.Target, o action.Options) *muster.Result {
 				return r.Upload(ctx, t, archive, args[1], o)

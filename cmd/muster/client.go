@@ -45,7 +45,7 @@ func (f *clientFlags) client() (*httpapi.Client, error) {
 	}
 	c, err := httpapi.NewClient(url, token, opts...)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, inputError{err}
 	}
 	return c, nil
 }
@@ -77,7 +77,7 @@ func (f *clientFlags) token() (string, error) {
 func apiError(err error) error {
 	var ae *httpapi.APIError
 	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != 404 {
-		return usageError{err}
+		return inputError{err}
 	}
 	return err
 }

@@ -167,6 +167,11 @@ func readSecret(envName, label string, prompt bool) (string, error) {
 	}
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
+		// Without a terminal to ask on, a value in the environment answers
+		// the prompt: scripts can keep the flag and set the variable.
+		if v, ok := os.LookupEnv(envName); ok && v != "" {
+			return v, nil
+		}
 		return "", usagef("cannot prompt for %s: standard input is not a terminal (set %s instead)", strings.TrimSuffix(label, ": "), envName)
 	}
 	fmt.Fprint(os.Stderr, label)
@@ -194,7 +199,7 @@ func (f *globalFlags) rolling() (*executor.Rolling, error) {
 	if f.batch != "" {
 		n, pct, err := executor.ParseCount("--batch", f.batch)
 		if err != nil {
-			return nil, usageError{err}
+			return nil, inputError{err}
 		}
 		if n == 0 && pct == 0 {
 			return nil, usagef("--batch must be at least 1")
@@ -204,7 +209,7 @@ func (f *globalFlags) rolling() (*executor.Rolling, error) {
 	if f.maxFailures != "" {
 		n, pct, err := executor.ParseCount("--max-failures", f.maxFailures)
 		if err != nil {
-			return nil, usageError{err}
+			return nil, inputError{err}
 		}
 		r.MaxFailures, r.MaxFailuresPercent = n, pct
 	}

@@ -39,12 +39,12 @@ Passwords and inline keys are shown as "[redacted]".`,
 			if len(specs) == 0 {
 				specs = []string{"all"}
 			}
-			if specs, err = a.stdinSpecs(specs); err != nil {
+			if specs, err = a.targetSpecs(specs); err != nil {
 				return err
 			}
 			targets, err := target.Resolve(inv, specs)
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			var known, adhoc []*muster.Target
 			for _, t := range targets {

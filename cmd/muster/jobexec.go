@@ -12,6 +12,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/httpapi"
 	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/plan"
 	"github.com/muster-run/muster/internal/secret"
@@ -29,6 +30,9 @@ type jobEngine struct {
 	linger  *action.Linger // when to close the connections runs leave open
 	box     *secret.Box
 	project string
+	// allowLocal is --allow-local-targets: admins may run jobs on the
+	// server's own machine. Without it nobody may.
+	allowLocal bool
 	// fake, when set, replaces every action with a sleep of this length that
 	// succeeds without touching a target (muster server --backend fake:D).
 	fake *time.Duration
@@ -37,13 +41,17 @@ type jobEngine struct {
 // loadedProject is what the server read from its project directory. A reload
 // swaps it whole; a run or a submission uses the one it started with.
 type loadedProject struct {
-	inv   *inventory.Inventory
-	tasks *task.Index
-	plans *plan.Index
+	inv       *inventory.Inventory
+	inventory string // the inventory file, "" when there is none
+	tasks     *task.Index
+	plans     *plan.Index
 }
 
-// resolve turns a target spec into node names, for the API.
-func (e *jobEngine) resolve(_ context.Context, spec string) ([]string, error) {
+// resolve turns a target spec into node names, for the API. A target on
+// the server's own machine (transport local: localhost, local://, or an
+// inventory target so configured) is refused unless the server allows
+// local targets and the caller is an admin: it would run as the server.
+func (e *jobEngine) resolve(_ context.Context, who muster.Token, spec string) ([]string, error) {
 	targets, err := target.Resolve(e.proj.Load().inv, []string{spec})
 	if err != nil {
 		return nil, err
@@ -51,13 +59,36 @@ func (e *jobEngine) resolve(_ context.Context, spec string) ([]string, error) {
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("no targets match %q", spec)
 	}
+	for _, t := range targets {
+		if err := e.checkLocal(t, e.localAllowed(who)); err != nil {
+			return nil, err
+		}
+	}
 	return names(targets), nil
+}
+
+// localAllowed says whether who may act on the server's own machine.
+func (e *jobEngine) localAllowed(who muster.Token) bool {
+	return e.allowLocal && who.Role == muster.RoleAdmin
+}
+
+// checkLocal refuses a local target unless allowed.
+func (e *jobEngine) checkLocal(t *muster.Target, allowed bool) error {
+	if t.Transport != "local" || allowed {
+		return nil
+	}
+	if !e.allowLocal {
+		return httpapi.Forbidden("target %s runs on the server's own machine (transport local), as the server's user; "+
+			"this server refuses local targets (start it with --allow-local-targets to let admin tokens use them)", t.Name)
+	}
+	return httpapi.Forbidden("target %s runs on the server's own machine (transport local): only admin tokens may use local targets", t.Name)
 }
 
 // prepare checks a submitted spec against the server's tasks and plans,
 // and moves sensitive task parameters into the spec's secrets, which the
 // API seals before storing. Secret parameter values are JSON, decoded here.
-func (e *jobEngine) prepare(kind muster.JobKind, spec *muster.JobSpec) error {
+func (e *jobEngine) prepare(_ context.Context, who muster.Token, kind muster.JobKind, spec *muster.JobSpec) error {
+	spec.LocalTargets = e.localAllowed(who)
 	p := e.proj.Load()
 	switch kind {
 	case muster.JobTask:
@@ -91,10 +122,16 @@ func (e *jobEngine) prepare(kind muster.JobKind, spec *muster.JobSpec) error {
 			}
 		}
 	case muster.JobPlan:
-		if _, err := p.plans.Get(spec.Plan); err != nil {
+		pl, err := p.plans.Get(spec.Plan)
+		if err != nil {
 			return err
 		}
-		if _, err := withSecretParams(spec); err != nil {
+		params, err := withSecretParams(spec)
+		if err != nil {
+			return err
+		}
+		params["targets"] = "localhost" // each run sets it to its node; only its presence matters here
+		if err := pl.Validate(params); err != nil {
 			return err
 		}
 	}
@@ -168,6 +205,10 @@ func (e *jobEngine) execute(ctx context.Context, r muster.Run, stdout, stderr io
 		return fail(muster.KindInvalid, "node %q is no longer in the inventory: %v", r.Node, err)
 	}
 	t := targets[0]
+	if err := e.checkLocal(t, spec.LocalTargets && e.allowLocal); err != nil {
+		// The inventory may have changed since the job was accepted.
+		return fail(muster.KindInvalid, "node %s: %v", r.Node, err)
+	}
 	e.linger.Use(t) // its connection stays open for the node's next run, a while
 	defer e.linger.Done(ctx, t)
 	env := map[string]string{
@@ -213,7 +254,8 @@ func (e *jobEngine) runPlan(ctx context.Context, proj *loadedProject, r muster.R
 	}
 	params, _ := withSecretParams(&spec)
 	params["targets"] = t.Name
-	pr := &planRunner{a: e.a, inv: proj.inv, tasks: proj.tasks, runner: e.runner, project: e.project, opts: opts}
+	pr := &planRunner{a: e.a, inv: proj.inv, tasks: proj.tasks, runner: e.runner, project: e.project, opts: opts,
+		allow: func(t *muster.Target) error { return e.checkLocal(t, spec.LocalTargets && e.allowLocal) }}
 	ret, err := p.Run(ctx, pr, params, plan.Options{Concurrency: e.a.flags.concurrency, Index: proj.plans})
 	if err != nil {
 		res.Error = muster.AsError(err, plan.KindPlanFailure)

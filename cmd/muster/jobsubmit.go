@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -43,23 +44,13 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 				return a.submitJob(c, cf, &sf, muster.JobCommand, muster.JobSpec{Command: line})
 			},
 		},
-		{
-			Use: "script SCRIPT [ARGS...] -t TARGETS", Short: "Queue a local script (its content travels with the job)",
-			Example: `  muster job submit script ./rotate-logs.sh -- --keep 7 -t all --at 02:00`,
-			Args: func(c *cobra.Command, args []string) error {
-				if len(args) < 1 {
-					return usagef("'%s' needs a SCRIPT", c.CommandPath())
-				}
-				return nil
-			},
-			RunE: func(c *cobra.Command, args []string) error {
-				body, err := os.ReadFile(args[0])
-				if err != nil {
-					return usagef("cannot read script: %v", err)
-				}
-				return a.submitJob(c, cf, &sf, muster.JobScript, muster.JobSpec{Script: args[0], ScriptBody: body, Args: args[1:]})
-			},
-		},
+		scriptKind(func(c *cobra.Command, script string, args []string) error {
+			body, err := os.ReadFile(script)
+			if err != nil {
+				return inputError{fmt.Errorf("cannot read script: %w", err)}
+			}
+			return a.submitJob(c, cf, &sf, muster.JobScript, muster.JobSpec{Script: script, ScriptBody: body, Args: args})
+		}),
 		{
 			Use: "task TASK [PARAM=VALUE ...] -t TARGETS", Short: "Queue a Bolt task from the server's module path",
 			Example: `  muster job submit task package action=status name=nginx -t web
@@ -130,10 +121,34 @@ in their environment (command and script jobs).`
 	return g
 }
 
+// scriptKind is 'job submit script', whose arguments follow the same rule
+// as 'script run'.
+func scriptKind(run func(c *cobra.Command, script string, args []string) error) *cobra.Command {
+	c := &cobra.Command{
+		Use: "script SCRIPT [ARGS...] -t TARGETS", Short: "Queue a local script (its content travels with the job)",
+		Long: "Queue a local script: its content travels with the job.\n\n" + scriptArgsHelp,
+		Example: `  muster job submit script ./rotate-logs.sh --keep 7 -t all --at 02:00
+  muster job submit script ./check.sh -t web -- -t quick`,
+	}
+	withScriptArgs(c, run)
+	return c
+}
+
 // jobParams parses task or plan parameters like 'muster task run' does,
 // typed by the local task metadata when the task is on this machine's
 // module path (the server checks them again against its own).
 func (a *app) jobParams(name string, args []string, paramsFlag string, isTask bool) (map[string]any, error) {
+	if !isTask {
+		if idx, err := a.planIndex(); err == nil {
+			if p, err := idx.Get(name); err == nil {
+				params, err := p.ParseCLIParams(args, paramsFlag, a.stdin)
+				if err != nil {
+					return nil, inputError{err}
+				}
+				return params, nil
+			}
+		}
+	}
 	var md *task.Metadata
 	if isTask {
 		if idx, err := a.taskIndex(); err == nil {
@@ -144,7 +159,7 @@ func (a *app) jobParams(name string, args []string, paramsFlag string, isTask bo
 	}
 	params, err := task.ParseCLIParams(args, paramsFlag, a.stdin, md)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, inputError{err}
 	}
 	return params, nil
 }
@@ -156,7 +171,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	if len(a.flags.targets) == 0 {
 		return usagef("'%s' needs targets: -t with a group, name, glob or URI from the server's inventory", c.CommandPath())
 	}
-	specs, err := a.stdinSpecs(a.flags.targets)
+	specs, err := a.targetSpecs(a.flags.targets)
 	if err != nil {
 		return err
 	}
@@ -164,8 +179,8 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	if err != nil {
 		return err
 	}
-	if sf.retries < 0 || sf.timeout < 0 || sf.every < 0 {
-		return usagef("--retries, --timeout and --every must not be negative")
+	if err := checkSubmitDurations(c, sf); err != nil {
+		return err
 	}
 	policy := muster.LeasePolicy(sf.onLeaseExpiry)
 	if policy != muster.LeaseRetry && policy != muster.LeaseFail {
@@ -184,7 +199,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		spec.Secrets = map[string]string{muster.SecretSudoPassword: pw}
 	}
 	if err := spec.Validate(kind); err != nil {
-		return usageError{err}
+		return inputError{err}
 	}
 	cl, err := cf.client()
 	if err != nil {
@@ -214,11 +229,46 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		out = a.stderr
 	}
 	fmt.Fprintln(out, msg)
+	a.sayWhereResolved(out, cl.BaseURL(), res.Inventory)
 	if !sf.watch {
 		fmt.Fprintf(out, "Follow it with: muster job watch %d\n", res.Job.ID)
 		return nil
 	}
 	return a.watchJob(c.Context(), cl, res.Job.ID, sf.stream)
+}
+
+// checkSubmitDurations refuses counts and durations that would be
+// ignored or make no sense: --every 0s, a negative --retries, a --timeout
+// below a second.
+func checkSubmitDurations(c *cobra.Command, sf *submitFlags) error {
+	switch {
+	case sf.retries < 0:
+		return usagef("--retries must not be negative, got %d", sf.retries)
+	case c.Flags().Changed("every") && sf.every < time.Second:
+		return usagef("--every %s: a recurring job needs an interval of at least 1s (leave --every out for a one-off job)", sf.every)
+	case sf.timeout < 0 || sf.timeout > 0 && sf.timeout < time.Second:
+		return usagef("--timeout %s: use 0 for no limit, or at least 1s", sf.timeout)
+	case sf.continuous && sf.every > 0:
+		return usagef("--continuous and --every do not go together: a continuous job's next run is queued as soon as one ends")
+	}
+	return nil
+}
+
+// sayWhereResolved tells where the job's targets were resolved: by the
+// server, with its own inventory. A project here with an inventory the
+// server did not use gets a warning: its groups and names meant nothing.
+func (a *app) sayWhereResolved(out io.Writer, server, serverInv string) {
+	where := "its inventory " + serverInv
+	if serverInv == "" {
+		where = "no inventory (ad-hoc targets only)"
+	}
+	fmt.Fprintf(out, "Targets resolved by the server at %s, with %s\n", server, where)
+	local, err := a.inventoryPath()
+	if err != nil || local == "" || local == serverInv {
+		return
+	}
+	fmt.Fprintf(a.stderr, "Warning: this project's inventory %s is not the one the server used; "+
+		"the server reads its own (muster server --project, --inventoryfile)\n", local)
 }
 
 // parseAt reads --at: RFC 3339, HH:MM[:SS] (the next such local time), or

@@ -99,10 +99,13 @@ func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64, stream
 	if !json && len(results) > 0 {
 		_ = printer(0).full.Finish(results, time.Since(start), false)
 	}
-	if final != nil && final.State != muster.JobSucceeded {
-		if !json {
-			fmt.Fprintf(a.stdout, "Job %d %s\n", id, final.State)
-		}
+	if final == nil {
+		return nil
+	}
+	if !json {
+		fmt.Fprintf(a.stdout, "Job %d %s\n", id, final.State)
+	}
+	if final.State != muster.JobSucceeded {
 		return errFailedRun
 	}
 	return nil

@@ -71,7 +71,7 @@ target output live; --format json prints the plan's return value.`,
 			}
 			p, err := idx.Get(args[0])
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			return a.showPlan(p)
 		},
@@ -87,7 +87,7 @@ func (a *app) planIndex() (*plan.Index, error) {
 	}
 	idx, err := plan.Find(mp)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, inputError{err}
 	}
 	return idx, nil
 }
@@ -175,17 +175,21 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	}
 	p, err := idx.Get(name)
 	if err != nil {
-		return usageError{err}
+		return inputError{err}
 	}
-	params, err := task.ParseCLIParams(args, paramsFlag, a.stdin, nil)
+	params, err := p.ParseCLIParams(args, paramsFlag, a.stdin)
 	if err != nil {
-		return usageError{err}
+		return inputError{err}
 	}
 	if len(a.flags.targets) > 0 {
 		if _, ok := params["targets"]; ok {
 			return usagef("give targets either with -t or as targets=..., not both")
 		}
-		params["targets"] = strings.Join(a.flags.targets, ",")
+		specs, err := a.targetSpecs(a.flags.targets)
+		if err != nil {
+			return err
+		}
+		params["targets"] = strings.Join(specs, ",")
 	}
 	inv, err := a.loadInventory(c)
 	if err != nil {
@@ -213,6 +217,16 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 		batch = plan.Batch{Size: rolling.Size, Percent: rolling.Percent, Canary: rolling.Canary, Pause: rolling.Pause,
 			MaxFailures: rolling.MaxFailures, MaxFailuresPercent: rolling.MaxFailuresPercent, MaxFailuresSet: rolling.MaxFailures >= 0 || rolling.MaxFailuresPercent > 0}
 	}
+	// Everything that can be checked before a step runs is, so a bad
+	// parameter or target never prints "Starting".
+	if err := p.Validate(params); err != nil {
+		return inputError{err}
+	}
+	if spec, ok := params["targets"].(string); ok {
+		if _, err := pr.ResolveTargets([]string{spec}); err != nil {
+			return inputError{err}
+		}
+	}
 	start := time.Now()
 	pr.say("Starting: plan %s", p.Name)
 	ret, err := p.Run(c.Context(), pr, params, plan.Options{Concurrency: a.flags.concurrency, Index: idx, Batch: batch})
@@ -222,7 +236,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	if err != nil {
 		var le *plan.LoadError
 		if errors.As(err, &le) || muster.KindOf(err) == muster.KindInvalid {
-			return usageError{err}
+			return inputError{err}
 		}
 		pr.say("Finished: plan %s in %s", p.Name, time.Since(start).Round(10*time.Millisecond))
 		a.printPlanError(err)
@@ -268,6 +282,9 @@ type planRunner struct {
 	runner  *action.Runner
 	opts    action.Options
 	project string
+	// allow, when set, vets every target a plan step resolves (the
+	// server's rule on local targets).
+	allow func(*muster.Target) error
 }
 
 var _ plan.Runner = (*planRunner)(nil)
@@ -281,7 +298,16 @@ func (p *planRunner) say(format string, args ...any) {
 }
 
 func (p *planRunner) ResolveTargets(specs []string) ([]*muster.Target, error) {
-	return target.Resolve(p.inv, specs)
+	ts, err := target.Resolve(p.inv, specs)
+	if err != nil || p.allow == nil {
+		return ts, err
+	}
+	for _, t := range ts {
+		if err := p.allow(t); err != nil {
+			return nil, muster.Errorf(muster.KindInvalid, "%v", err)
+		}
+	}
+	return ts, nil
 }
 
 func (p *planRunner) Message(text string) { p.say("%s", text) }

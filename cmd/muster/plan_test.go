@@ -186,3 +186,55 @@ func TestBatchStopsAtMaxFailures(t *testing.T) {
 		t.Fatalf("exit %d, %d items, %d not run; want 1, 5, 3\n%s", code, len(doc.Items), notRun, out)
 	}
 }
+
+// Plan parameters from the command line are read as tasks' are, checked
+// before anything is printed or run, and a step that cannot start (its
+// script is missing) does not claim to have finished.
+func TestPlanParametersAndEarlyErrors(t *testing.T) {
+	dir := t.TempDir()
+	mod := filepath.Join(dir, "modules", "m", "plans")
+	if err := os.MkdirAll(mod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"versioned.yaml": `parameters:
+  targets: {type: TargetSpec}
+  version: {type: String}
+  count: {type: "Integer[1, 10]", default: 1}
+steps:
+  - message: "deploying ${version} x${count}"
+return: $version
+`,
+		"noscript.yaml": `parameters:
+  targets: {type: TargetSpec}
+steps:
+  - script: m/nope.sh
+    targets: $targets
+`,
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(mod, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		want    string
+		notWant string
+	}{
+		{"a number-like value stays a String", []string{"m::versioned", "version=1.0"}, 0, "deploying 1.0 x1", "expects a String"},
+		{"out of range says so", []string{"m::versioned", "version=1", "count=20"}, 2, "out of range", "Starting"},
+		{"unknown parameter before anything starts", []string{"m::versioned", "version=1", "bogus=1"}, 2, "bogus", "Starting"},
+		{"missing script", []string{"m::noscript"}, 2, "nope.sh", "Finished: script"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := cli(t, append([]string{"plan", "run", "-t", "localhost", "--project", dir}, tc.args...)...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) || strings.Contains(out+errOut, tc.notWant) {
+				t.Errorf("exit %d (want %d); want %q and no %q in:\n%s%s", code, tc.code, tc.want, tc.notWant, out, errOut)
+			}
+		})
+	}
+}

@@ -70,22 +70,36 @@ func (a *app) loadInventory(c *cobra.Command) (*inventory.Inventory, error) {
 	if a.flags.verbose {
 		opts.Warnf = func(format string, args ...any) { fmt.Fprintf(a.stderr, "Warning: "+format+"\n", args...) }
 	}
-	path := a.flags.inventoryFile
+	path, err := a.inventoryPath()
+	if err != nil {
+		return nil, err
+	}
 	if path == "" {
-		dir, err := a.projectDir()
-		if err != nil {
-			return nil, err
-		}
-		path = filepath.Join(dir, "inventory.yaml")
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return inventory.Empty(opts), nil
-		}
+		return inventory.Empty(opts), nil
 	}
 	inv, err := inventory.Load(path, opts)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, inputError{err}
 	}
 	return inv, nil
+}
+
+// inventoryPath is the inventory file in use: --inventoryfile, else
+// inventory.yaml in the project directory when it exists, else "" (ad-hoc
+// targets only).
+func (a *app) inventoryPath() (string, error) {
+	if a.flags.inventoryFile != "" {
+		return filepath.Abs(a.flags.inventoryFile)
+	}
+	dir, err := a.projectDir()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "inventory.yaml")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return path, nil
 }
 
 // resolveTargets loads the inventory and resolves -t.
@@ -97,13 +111,13 @@ func (a *app) resolveTargets(c *cobra.Command) (*inventory.Inventory, []*muster.
 	if err != nil {
 		return nil, nil, err
 	}
-	specs, err := a.stdinSpecs(a.flags.targets)
+	specs, err := a.targetSpecs(a.flags.targets)
 	if err != nil {
 		return nil, nil, err
 	}
 	targets, err := target.Resolve(inv, specs)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, inputError{err}
 	}
 	if len(targets) == 0 {
 		return nil, nil, usagef("no targets match %q", a.flags.targets)
@@ -111,8 +125,23 @@ func (a *app) resolveTargets(c *cobra.Command) (*inventory.Inventory, []*muster.
 	return inv, targets, nil
 }
 
-// stdinSpecs replaces a "-" spec with the targets listed on standard input,
-// one or more per line, as Bolt's "-t -" does.
+// targetSpecs reads the target lists a command line points at: a "-"
+// spec is replaced with the targets listed on standard input, one or more
+// per line, as Bolt's "-t -" does, and "@file" tokens with the file's
+// targets. Only the client reads files: a server refuses "@" specs.
+func (a *app) targetSpecs(specs []string) ([]string, error) {
+	specs, err := a.stdinSpecs(specs)
+	if err != nil {
+		return nil, err
+	}
+	out, err := target.ExpandFiles(specs)
+	if err != nil {
+		return nil, inputError{err}
+	}
+	return out, nil
+}
+
+// stdinSpecs replaces a "-" spec with the targets listed on standard input.
 func (a *app) stdinSpecs(specs []string) ([]string, error) {
 	out := make([]string, 0, len(specs))
 	for _, s := range specs {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/muster-run/muster"
 )
@@ -31,6 +33,25 @@ func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// inputError marks bad input found before any target was touched (an
+// inventory file, a parameter, a refused request): exit 2 like a usage
+// error, but the message is the whole story, so no pointer to --help.
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
+// exitCodeOf says how an error ends the process: 2 when nothing ran
+// because of the command line or its input, else 1.
+func exitCodeOf(err error) int {
+	var u usageError
+	var in inputError
+	if errors.As(err, &u) || errors.As(err, &in) {
+		return exitUsage
+	}
+	return exitFailed
+}
 
 // failedRun is returned when the action ran and at least one target failed;
 // the results are already printed.
@@ -75,7 +96,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	err := unknownSubcommand(root, args)
+	if err == nil {
+		err = root.ExecuteContext(ctx)
+	}
 	switch {
 	case a.interrupted.Load():
 		return exitInterrupted
@@ -85,11 +109,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	a.printError(err)
-	var u usageError
-	if errors.As(err, &u) {
-		return exitUsage
-	}
-	return exitFailed
+	return exitCodeOf(err)
 }
 
 // printError reports a fatal error: as Bolt's error object with
@@ -126,7 +146,7 @@ Targets (-t) are group names, target names, aliases, globs ('web*',
 localhost), separated by commas.`,
 		Example: `  muster command run 'uptime' -t localhost
   muster command run 'systemctl restart nginx' -t web --run-as root
-  muster script run ./check.sh --verbose -t 'db*' --format json
+  muster script run ./check.sh -t 'db*' --format json -- --verbose
   muster file upload ./app.conf /etc/app/app.conf -t web
   muster inventory show -t all --detail`,
 		Version:       muster.Version,
@@ -194,4 +214,67 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// unknownSubcommand finds a command line that names a subcommand muster
+// does not have ("muster command rn uptime -t web"), before cobra parses
+// flags that belong to the subcommand and blames them instead.
+func unknownSubcommand(root *cobra.Command, args []string) error {
+	root.InitDefaultHelpCmd()
+	c, rest, err := root.Find(args)
+	if err != nil {
+		return usageError{err}
+	}
+	if !c.HasSubCommands() {
+		return nil
+	}
+	c.InheritedFlags() // merges the persistent flags into c.Flags()
+	fs := c.Flags()
+	for i := 0; i < len(rest); i++ {
+		arg := rest[i]
+		if arg == "--" {
+			return nil
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", arg, c.CommandPath())
+			if sug := c.SuggestionsFor(arg); len(sug) > 0 {
+				msg += fmt.Sprintf("; did you mean %q?", sug[0])
+			}
+			return usagef("%s (subcommands: %s)", msg, subNames(c))
+		}
+		if takesValue(fs, arg) || anySubTakesValue(c, arg) {
+			i++ // the flag's value is not a subcommand
+		}
+	}
+	return nil
+}
+
+// anySubTakesValue reports whether a subcommand of c has a flag arg that
+// takes a value: "muster command -t web rn" names the flag of "run".
+func anySubTakesValue(c *cobra.Command, arg string) bool {
+	for _, sub := range c.Commands() {
+		if takesValue(sub.Flags(), arg) {
+			return true
+		}
+	}
+	return false
+}
+
+// takesValue reports whether arg is a flag of fs that consumes the next
+// argument as its value ("-t web", not "-t=web" or "--verbose").
+func takesValue(fs *pflag.FlagSet, arg string) bool {
+	var f *pflag.Flag
+	switch {
+	case strings.HasPrefix(arg, "--"):
+		if strings.Contains(arg, "=") {
+			return false
+		}
+		f = fs.Lookup(arg[2:])
+	case len(arg) == 2:
+		f = fs.ShorthandLookup(arg[1:])
+	}
+	return f != nil && f.NoOptDefVal == ""
 }

@@ -147,8 +147,15 @@ func isTerminal(w any) bool {
 
 // newRunner wires the transports: one SSH pool for the whole invocation,
 // so every action and plan step reuses its connections.
-func (a *app) newRunner() (*action.Runner, func()) {
-	sshTransport := ssh.New(ssh.Options{})
+//
+// The CLI's run never retries a failed SSH authentication; the server
+// passes its --auth-retry-after, so later jobs try a fixed key again.
+func (a *app) newRunner(sshOpts ...ssh.Options) (*action.Runner, func()) {
+	var o ssh.Options
+	if len(sshOpts) > 0 {
+		o = sshOpts[0]
+	}
+	sshTransport := ssh.New(o)
 	return &action.Runner{Transports: map[string]muster.Transport{"ssh": sshTransport, "local": local.New()}},
 		func() { sshTransport.Close() }
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/dispatch"
 	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/ssh"
 )
 
 // serverFlags are muster server's own flags.
@@ -33,8 +34,10 @@ type serverFlags struct {
 	healthMaxLoad                 float64
 	leaseTTL, grace, poll, health time.Duration
 	watchProject                  bool
-	keepConns                     time.Duration
+	keepConns, authRetry          time.Duration
 	maxIdleConns                  int
+	allowLocal                    bool
+	maxTargets, maxJobsPerMinute  int
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -101,7 +104,11 @@ once.`,
 	fl.DurationVar(&f.poll, "poll", time.Second, "fallback poll for new work (new jobs normally start at once)")
 	fl.DurationVar(&f.keepConns, "keep-connections", time.Minute, "keep a node's SSH connection open this long after its run, for its next one (0: close it after each run)")
 	fl.IntVar(&f.maxIdleConns, "max-idle-connections", 1000, "most connections kept open between runs; the longest idle close first")
+	fl.DurationVar(&f.authRetry, "auth-retry-after", time.Minute, "after a failed SSH authentication, later runs on that target wait this long before trying again (doubling while it keeps failing, up to 30m; a reload retries at once)")
 	fl.BoolVar(&f.watchProject, "watch-project", true, "reload the inventory, tasks and plans when their files change (SIGHUP always reloads them)")
+	fl.BoolVar(&f.allowLocal, "allow-local-targets", false, "let admin tokens run jobs on this machine (localhost, local://, transport: local), as the server's user; without it such jobs are refused for everyone")
+	fl.IntVar(&f.maxTargets, "max-targets-per-job", 10000, "most targets one job may resolve to (0: no limit)")
+	fl.IntVar(&f.maxJobsPerMinute, "max-jobs-per-minute", 120, "most jobs one API token may submit per minute to this server (0: no limit)")
 	fl.StringVar(&f.backend, "backend", "", "")
 	_ = fl.MarkHidden("backend") // "fake:DURATION": runs sleep and succeed, touching no target (queue benchmarks and fault tests)
 	return c
@@ -114,8 +121,17 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	if f.slots < 1 || f.batch < 1 || f.maxRunning < 0 || f.rate < 0 || f.burst < 0 {
 		return usagef("--slots and --claim-batch must be at least 1, --max-running, --rate and --burst not negative")
 	}
+	if f.maxTargets < 0 || f.maxJobsPerMinute < 0 {
+		return usagef("--max-targets-per-job and --max-jobs-per-minute must not be negative (0: no limit)")
+	}
+	if f.authRetry <= 0 {
+		return usagef("--auth-retry-after must be positive, got %s", f.authRetry)
+	}
 	if f.keepConns < 0 || f.maxIdleConns < 0 {
 		return usagef("--keep-connections and --max-idle-connections must not be negative")
+	}
+	if f.grace < 0 || f.poll <= 0 || f.health <= 0 {
+		return usagef("--grace must not be negative, and --poll and --health-interval must be positive (got --grace %s, --poll %s, --health-interval %s)", f.grace, f.poll, f.health)
 	}
 	if f.leaseTTL < 3*time.Second {
 		return usagef("--lease-ttl %s is too short: heartbeats could not keep up (use 3s or more)", f.leaseTTL)
@@ -137,7 +153,14 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	eng.fake = fake
+	eng.fake, eng.allowLocal = fake, f.allowLocal
+	// The port first: a server that cannot listen must not have created a
+	// secret key, an admin token or a database on its way to failing.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (is another muster server running? use --listen to pick another address): %w", f.listen, err)
+	}
+	defer ln.Close()
 	keyPath := f.secretKey
 	if keyPath == "" {
 		keyPath = filepath.Join(f.dataDir, "secret.key")
@@ -161,13 +184,15 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	if err := bootstrapAdmin(ctx, store, filepath.Join(f.dataDir, "admin.token"), log); err != nil {
 		return err
 	}
-	runner, closeRunner := a.newRunner()
+	runner, closeRunner := a.newRunner(ssh.Options{AuthRetryAfter: f.authRetry})
 	defer closeRunner()
 	eng.runner = runner
 	eng.linger = action.NewLinger(runner, f.keepConns, f.maxIdleConns)
 
 	api, err := httpapi.NewServer(httpapi.Config{
 		Store: store, Resolve: eng.resolve, Prepare: eng.prepare, Sealer: box, Logger: log,
+		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
+		Inventory: func() string { return eng.proj.Load().inventory },
 	})
 	if err != nil {
 		return err
@@ -181,31 +206,27 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		Hooks: dispatch.Hooks{
 			OnStart: func(_ muster.Run, wait time.Duration) { metrics.ObserveStart(wait) },
 			OnFinish: func(_ muster.Run, took time.Duration, o dispatch.Outcome) {
-				metrics.ObserveFinish(took, map[bool]string{true: "succeeded", false: "failed"}[o.OK])
+				metrics.ObserveFinish(took, httpapi.RunOutcome(o.OK, o.Error))
 			},
 			OnAdmission: func(open bool, _ string) { metrics.SetAdmission(open) },
 		},
 	})
 	if err != nil {
-		return usageError{err}
+		return inputError{err}
 	}
 
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", f.listen, err)
-	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"
 	if f.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err != nil {
-			ln.Close()
 			return usagef("TLS: %v", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		scheme = "https"
 	}
+	log.Info("project loaded", append([]any{"dir", eng.project}, eng.proj.Load().logAttrs()...)...)
 	log.Info("muster server started", "version", muster.Version, "api", scheme+"://"+ln.Addr().String(), "store", desc,
 		"slots", f.slots, "max_running", f.maxRunning)
 

@@ -46,7 +46,10 @@ var apiLine = regexp.MustCompile(`msg="muster server started".* api=(\S+)`)
 // startServer starts a server for project dir with state in dataDir.
 func startServer(t *testing.T, dir, dataDir string, args ...string) *serverProc {
 	t.Helper()
-	argv := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--project", dir}, args...)
+	// The test projects run on this machine (transport local), which a
+	// server allows only when told to; a test that checks the refusal
+	// passes --allow-local-targets=false, which comes later and wins.
+	argv := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--project", dir, "--allow-local-targets"}, args...)
 	cmd := exec.Command(os.Args[0], argv...)
 	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()

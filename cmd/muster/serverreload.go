@@ -32,7 +32,21 @@ func (a *app) loadProject(c *cobra.Command) (*loadedProject, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loadedProject{inv: inv, tasks: tasks, plans: plans}, nil
+	path, err := a.inventoryPath()
+	if err != nil {
+		return nil, err
+	}
+	return &loadedProject{inv: inv, inventory: path, tasks: tasks, plans: plans}, nil
+}
+
+// logAttrs describe a loaded project for the server's log.
+func (p *loadedProject) logAttrs() []any {
+	inv := p.inventory
+	if inv == "" {
+		inv = "none (ad-hoc targets only)"
+	}
+	return []any{"inventory", inv, "targets", len(p.inv.Targets()), "groups", len(p.inv.GroupNames()),
+		"tasks", len(p.tasks.List(true)), "plans", len(p.plans.List(true))}
 }
 
 // projectFiles is what a project reload reads: the inventory file and
@@ -67,8 +81,14 @@ func (r *reloader) reload(why string) {
 		return
 	}
 	r.eng.proj.Store(p)
-	r.log.Info("project reloaded", "trigger", why, "targets", len(p.inv.Targets()),
-		"tasks", len(p.tasks.List(true)), "plans", len(p.plans.List(true)))
+	// The fix that prompted the reload may be a key or an authorized_keys
+	// entry: targets whose authentication failed are tried again.
+	for _, tr := range r.eng.runner.Transports {
+		if f, ok := tr.(interface{ ForgetAuthFailures() }); ok {
+			f.ForgetAuthFailures()
+		}
+	}
+	r.log.Info("project reloaded", append([]any{"trigger", why}, p.logAttrs()...)...)
 }
 
 // watchProject reloads on SIGHUP and, when files is true, on changes to

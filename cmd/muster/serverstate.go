@@ -56,6 +56,9 @@ func openStore(ctx context.Context, database, dataDir string, opts ...muster.Sto
 		path = filepath.Join(dataDir, "muster.db")
 	}
 	s, err := sqlite.Open(ctx, path, opts...)
+	if errors.Is(err, sqlite.ErrCorrupt) {
+		return nil, "", err // it names the file and says what to do
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("opening SQLite at %s: %w", path, err)
 	}

@@ -36,7 +36,7 @@ func (a *app) taskIndex() (*task.Index, error) {
 	}
 	idx, err := task.Find(mp)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, inputError{err}
 	}
 	return idx, nil
 }
@@ -76,7 +76,7 @@ Sensitive parameters never appear in output, logs or errors.`,
 			}
 			tk, err := idx.Get(args[0])
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			for _, w := range tk.Warnings {
 				if a.flags.verbose {
@@ -85,11 +85,11 @@ Sensitive parameters never appear in output, logs or errors.`,
 			}
 			raw, err := task.ParseCLIParams(args[1:], paramsFlag, a.stdin, tk.Metadata)
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			params, err := tk.Metadata.Validate(tk.Name, raw)
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			if noop && !tk.Metadata.SupportsNoop {
 				return usagef("task %s does not support noop (its metadata has no \"supports_noop\": true)", tk.Name)
@@ -127,7 +127,7 @@ their types, defaults and descriptions, and a usage line.`,
 			}
 			tk, err := idx.Get(args[0])
 			if err != nil {
-				return usageError{err}
+				return inputError{err}
 			}
 			return a.showTask(tk)
 		},

@@ -65,6 +65,12 @@ echo "second $MUSTER_NODE"; printf "tail $MUSTER_NODE"`, gate)
 	if w.code != 0 || !strings.Contains(w.out, "Successful on 2 targets") {
 		t.Fatalf("job watch: exit %d\n%s\n%s", w.code, w.out, w.err)
 	}
+	if want := fmt.Sprintf("Job %d succeeded\n", job.Job.ID); !strings.HasSuffix(w.out, want) {
+		t.Errorf("job watch does not end with %q:\n%s", want, w.out)
+	}
+	if strings.Contains(w.out, "Finished on n01:\n") {
+		t.Errorf("job watch printed an empty 'Finished on n01:' section after live output:\n%s", w.out)
+	}
 	for _, n := range []string{"n01", "n02"} {
 		for _, line := range []string{"out: first ", "err: oops ", "out: second ", "out: tail "} {
 			want := "[" + n + "] " + line + n + "\n"
