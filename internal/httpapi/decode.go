@@ -181,6 +181,12 @@ func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error 
 		if err != nil {
 			return fieldErr(k, "%v", err)
 		}
+		switch {
+		case k == "every" && d <= 0:
+			return fieldErr(k, "%q is no interval: a recurring job needs at least 1s (leave \"every\" out for a one-off job)", s)
+		case k == "timeout" && d > 0 && d < time.Second:
+			return fieldErr(k, "%q is too short: use at least 1s, or leave \"timeout\" out for no limit", s)
+		}
 		if k == "every" {
 			req.Every = Duration(d)
 		} else {

@@ -33,6 +33,8 @@ func TestSubmitBadPayloads(t *testing.T) {
 		{"wrong spec type", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":5}}`), 400, "spec.command", CodeInvalid},
 		{"spec not an object", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":"ls"}`), 400, "spec", CodeInvalid},
 		{"bad duration", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"every":"5 minutes"}`), 400, "every", CodeInvalid},
+		{"every 0s", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"every":"0s"}`), 400, `every: "0s" is no interval`, CodeInvalid},
+		{"timeout 1ns", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"timeout":"1ns"}`), 400, `timeout: "1ns" is too short`, CodeInvalid},
 		{"duration as number", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"timeout":30}`), 400, "timeout", CodeInvalid},
 		{"negative timeout", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"timeout":"-1s"}`), 400, "timeout", CodeInvalid},
 		{"bad time", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"run_at":"tomorrow"}`), 400, "run_at", CodeInvalid},
