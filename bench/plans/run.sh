@@ -16,11 +16,9 @@
 #   BENCH_KEEP_TMP=1     keep the temp dir (logs of every run)
 set -uo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_NAME=plans
 # shellcheck source=../lib.sh
-. "$REPO/bench/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 
 N=${PLANS_N:-200}
 PAR=${PLANS_PARALLELISM:-100}
@@ -30,8 +28,6 @@ STEPS=10
 MODPATH=$SCRIPT_DIR/modules
 PLAN=bench::ten
 PLAYBOOK=$SCRIPT_DIR/ten.yml
-
-wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 verify_plan() { # rc out err: exit 0 and the plan's return value says every target of the last step succeeded
 	local rc=$1 out=$2
@@ -55,8 +51,6 @@ verify_playbook() { # rc out err: PLAY RECAP shows N hosts with ok=10 and nothin
 	fi
 }
 
-started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ensure_packages openssh-server openssh-client ansible-core pdsh time
 ensure_user
 start_sshd
@@ -67,12 +61,12 @@ DIR=$TMP/n$N
 make_inventories "$N" "$DIR"
 log "N=$N parallelism=$PAR steps=$STEPS"
 
-if wanted muster; then
+if selected muster; then
 	measure "$DIR/muster" verify_plan nopost -- \
 		"$MUSTER" plan run "$PLAN" -t all -i "$DIR/inventory.yaml" --modulepath "$MODPATH" \
 		--concurrency "$PAR" --format json
 fi
-if wanted ansible-playbook; then
+if selected ansible-playbook; then
 	mkdir -p "$DIR/ansible-playbook/home"
 	# Default ANSIBLE_SSH_ARGS (-C -o ControlMaster=auto -o ControlPersist=60s)
 	# and key exchange; UserKnownHostsFile only keeps root's known_hosts clean.
@@ -83,7 +77,7 @@ if wanted ansible-playbook; then
 fi
 for kex in curve default; do
 	name=pdsh-$kex
-	wanted "$name" || continue
+	selected "$name" || continue
 	# Ten pdsh calls, one after another, as a shell script runs them; each
 	# must succeed (-S: exit code is the largest remote one).
 	PDSH_SSH_ARGS="-F $D/ssh_config.$kex %h" \
@@ -93,16 +87,7 @@ for kex in curve default; do
 done
 
 # ---------------------------------------------------------------- report
-META=$TMP/meta.json
-$PY - "$META" <<EOF
-import json, sys
-json.dump({
-"started": "$started", "finished": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "load_start": "$LOAD_START",
-$(machine_meta)
+write_report "$DIR" <<EOF
 "n": $N, "parallelism": $PAR, "steps": $STEPS, "plan": "$PLAN", "peers": """$ONLY""",
-}, open(sys.argv[1], "w"), indent=1)
 EOF
-mkdir -p "$(dirname "$OUT")"
-$PY "$SCRIPT_DIR/report.py" "$META" "$DIR" >"$OUT" || die "report failed"
-log "wrote $OUT"
 grep -E '^- \*\*(PASS|FAIL|n/a)' "$OUT" >&2

@@ -34,11 +34,9 @@
 #   BENCH_KEEP_TMP=1    keep the temp dir (server logs, JSON results)
 set -uo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_NAME=queue
 # shellcheck source=../lib.sh
-. "$REPO/bench/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 
 JOBS=${QUEUE_JOBS:-20}
 NODES=${QUEUE_NODES:-1000}
@@ -172,8 +170,6 @@ EOF
 }
 
 # ---------------------------------------------------------------- main
-started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ensure_packages postgresql postgresql-client python3
 build_muster
 [ -n "$MUSTER" ] || die "muster: $MUSTER_NOTE"
@@ -290,12 +286,10 @@ else
 	NOTES+=("--slots/--claim-batch: SQLite $SQ_SLOTS/$SQ_BATCH, PostgreSQL $PG_SLOTS/$PG_BATCH (no sweep).")
 fi
 NOTES+=("The synchronous_commit=off row sets it on the benchmark database only (ALTER DATABASE; fsync stays on): a commit is acknowledged before its WAL is flushed, so a crash of PostgreSQL can lose the last few hundred ms of acknowledged submits and completions. Many queue deployments accept that; it is shown for comparison and judged against no target.")
-export M_STARTED=$started M_FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ) M_NPROC=$NCPU M_LOAD_START=$LOAD_START \
-	M_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" M_CPU="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')" \
-	M_MEM="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)" M_KERNEL="$(uname -sr)" \
-	M_OS="$(. /etc/os-release && echo "$PRETTY_NAME")" M_GO="$(go version 2>/dev/null)" \
-	M_MUSTER="git $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git status --porcelain 2>/dev/null | grep -q . && echo ' (dirty tree)')" \
-	M_PG="$PG_VERSION" M_DISK="$DISK" M_FSYNC="pg_test_fsync, one 8 kB write + fdatasync: ${FSYNC:-not measured}" \
+machine_info
+export M_NPROC M_CPU M_MEM M_KERNEL M_OS M_GO M_MUSTER
+export M_STARTED=$BENCH_STARTED M_FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ) M_LOAD_START=$LOAD_START \
+	M_LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" M_PG="$PG_VERSION" M_DISK="$DISK" M_FSYNC="pg_test_fsync, one 8 kB write + fdatasync: ${FSYNC:-not measured}" \
 	M_PG_SETTINGS="$(printf '%s\n' "${PG_SHOW[@]}")" M_COMMAND="$CMDLINE" \
 	M_DRIVER="$(printf '%s\n' "${DRIVER_CMDS[@]}" | sed "s|$(pg_url)|postgres://postgres@127.0.0.1:\$PGPORT/postgres?sslmode=disable|; s| -pg-pid [0-9]*| -pg-pid \$POSTMASTER_PID|")" \
 	M_NOTES="$(printf '%s\n' "${NOTES[@]}")"

@@ -16,11 +16,9 @@
 #   BENCH_KEEP_TMP=1  keep the temp dir (server logs)
 set -uo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_NAME=server
 # shellcheck source=../lib.sh
-. "$REPO/bench/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 
 N=${SERVER_N:-200}
 SECS=${SERVER_SECONDS:-20}

@@ -15,11 +15,9 @@
 #   BENCH_KEEP_TMP=1     keep the temp dir (logs of every run)
 set -uo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_NAME=tasks
 # shellcheck source=../lib.sh
-. "$REPO/bench/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 
 N=${TASKS_N:-1000}
 PAR=${TASKS_PARALLELISM:-100}
@@ -32,9 +30,6 @@ SCRIPT=$MODPATH/bench/tasks/echo.sh
 # The one-liner equivalent of the task (what it prints).
 ONELINER="echo '{\"message\": \"$MESSAGE\"}'"
 
-wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
-
-verify_n_json() { verify_muster_json "$N" "$@"; }
 verify_ansible_script() { # rc out err: N "host | CHANGED => {json}" lines with rc 0 and the task's output
 	local rc=$1 out=$2 r
 	r=$($PY - "$N" "$out" "$MESSAGE" <<'PYEOF'
@@ -58,8 +53,6 @@ PYEOF
 	if [ -n "$r" ]; then echo "$r"; elif [ "$rc" != 0 ]; then echo "exit code $rc"; fi
 }
 
-started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ensure_packages openssh-server openssh-client ansible-core time
 ensure_user
 start_sshd
@@ -72,18 +65,18 @@ DIR=$TMP/n$N
 make_inventories "$N" "$DIR"
 log "N=$N parallelism=$PAR"
 
-if wanted muster-cold; then
+if selected muster-cold; then
 	# One CLI process: connect, stream the task with its parameters (1 channel),
 	# then remove the task cache before exiting (1 channel).
 	measure "$DIR/muster-cold" verify_n_json nopost -- \
 		"$MUSTER" task run "$TASK" message="$MESSAGE" -t all -i "$DIR/inventory.yaml" \
 		--modulepath "$MODPATH" --concurrency "$PAR" --format json
 fi
-if wanted muster-command; then
+if selected muster-command; then
 	measure "$DIR/muster-command" verify_n_json nopost -- \
 		"$MUSTER" command run "$ONELINER" -t all -i "$DIR/inventory.yaml" --concurrency "$PAR" --format json
 fi
-if wanted warm && [ -n "$WARM" ]; then
+if selected warm && [ -n "$WARM" ]; then
 	# One process: task (cold: connects, uploads), then four rounds of task
 	# (warm) and command (the one-liner, warm), then cleanup. The report uses
 	# the median warm pass of each kind.
@@ -108,7 +101,7 @@ EOF
 fi
 for kex in curve default; do
 	name=ansible-script-$kex
-	wanted "$name" || continue
+	selected "$name" || continue
 	extra="-o UserKnownHostsFile=/dev/null"
 	[ $kex = curve ] && extra="$extra -o KexAlgorithms=curve25519-sha256"
 	mkdir -p "$DIR/$name/home"
@@ -122,17 +115,8 @@ for kex in curve default; do
 done
 
 # ---------------------------------------------------------------- report
-META=$TMP/meta.json
-$PY - "$META" <<EOF
-import json, sys
-json.dump({
-"started": "$started", "finished": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "load_start": "$LOAD_START",
-$(machine_meta)
+write_report "$DIR" <<EOF
 "n": $N, "parallelism": $PAR, "task": "$TASK", "message": "$MESSAGE",
 "oneliner": """$ONELINER""", "warm_note": """${WARM_NOTE:-}""", "peers": """$ONLY""",
-}, open(sys.argv[1], "w"), indent=1)
 EOF
-mkdir -p "$(dirname "$OUT")"
-$PY "$SCRIPT_DIR/report.py" "$META" "$DIR" >"$OUT" || die "report failed"
-log "wrote $OUT"
 grep -E '^- \*\*(PASS|FAIL|n/a)' "$OUT" >&2
