@@ -58,3 +58,45 @@ func TestServerRefusesCorruptDatabase(t *testing.T) {
 		t.Fatalf("exit %d, want a refusal naming %s and what to do:\n%s", code, db, out)
 	}
 }
+
+// Durations that would be ignored or make no sense are refused, naming
+// the flag, before anything starts.
+func TestDurationFlagsAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "--grace", "-1s"}, "--grace"},
+		{[]string{"server", "--poll", "0s"}, "--poll"},
+		{[]string{"server", "--auth-retry-after", "0s"}, "--auth-retry-after"},
+		{[]string{"server", "--max-targets-per-job", "-1"}, "--max-targets-per-job"},
+		{[]string{"job", "submit", "command", "true", "-t", "x", "--every", "0s"}, "--every 0s"},
+		{[]string{"job", "submit", "command", "true", "-t", "x", "--timeout", "1ns"}, "--timeout 1ns"},
+		{[]string{"job", "submit", "command", "true", "-t", "x", "--retries", "-1"}, "--retries"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := cli(t, append(tc.args, "--data-dir", t.TempDir())...)
+			if tc.args[0] != "server" {
+				code, out, errOut = cli(t, tc.args...)
+			}
+			if code != 2 || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d (want 2), stderr lacks %q:\n%s%s", code, tc.want, out, errOut)
+			}
+		})
+	}
+}
+
+// Without a terminal to prompt on, --sudo-password-prompt takes
+// MUSTER_SUDO_PASSWORD when it is set, rather than asking for it.
+func TestSudoPasswordPromptWithoutTerminal(t *testing.T) {
+	t.Setenv("MUSTER_SUDO_PASSWORD", "")
+	code, _, errOut := cli(t, "command", "run", "true", "-t", "localhost", "--sudo-password-prompt")
+	if code != 2 || !strings.Contains(errOut, "set MUSTER_SUDO_PASSWORD") {
+		t.Errorf("unset: exit %d, %s", code, errOut)
+	}
+	t.Setenv("MUSTER_SUDO_PASSWORD", "s3cret")
+	code, out, errOut := cli(t, "command", "run", "true", "-t", "localhost", "--sudo-password-prompt")
+	if code != 0 || strings.Contains(out+errOut, "s3cret") {
+		t.Errorf("set: exit %d\n%s%s", code, out, errOut)
+	}
+}
