@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // mdata is target or group data on its way through Bolt's data_merge.
@@ -51,17 +52,14 @@ func first(a, b string) string {
 
 // deepMerge returns a fresh map: b over a, merging nested maps.
 func deepMerge(a, b map[string]any) map[string]any {
-	out := make(map[string]any, len(a)+len(b))
-	for k, v := range a {
-		out[k] = clone(v)
-	}
+	out := cloneMap(a)
 	for k, v := range b {
 		am, aok := out[k].(map[string]any)
 		bm, bok := v.(map[string]any)
 		if aok && bok {
 			out[k] = deepMerge(am, bm)
 		} else {
-			out[k] = clone(v)
+			out[k] = puppet.DeepCopy(v)
 		}
 	}
 	return out
@@ -69,12 +67,9 @@ func deepMerge(a, b map[string]any) map[string]any {
 
 // shallowMerge returns a fresh map: b's top-level keys replace a's.
 func shallowMerge(a, b map[string]any) map[string]any {
-	out := make(map[string]any, len(a)+len(b))
-	for k, v := range a {
-		out[k] = clone(v)
-	}
+	out := cloneMap(a)
 	for k, v := range b {
-		out[k] = clone(v)
+		out[k] = puppet.DeepCopy(v)
 	}
 	return out
 }
@@ -91,32 +86,12 @@ func union(a, b []string) []string {
 	return out
 }
 
-// clone deep-copies maps and slices produced by the YAML walker or Defaults.
-func clone(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = clone(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = clone(e)
-		}
-		return out
-	case []string:
-		return append([]string(nil), x...)
-	}
-	return v
-}
-
+// cloneMap deep-copies a hash of data, making nil an empty hash.
 func cloneMap(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}
 	}
-	return clone(m).(map[string]any)
+	return puppet.DeepCopy(m).(map[string]any)
 }
 
 // CloneTarget returns a deep copy of t.

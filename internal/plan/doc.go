@@ -13,8 +13,8 @@
 // # YAML plans
 //
 // Top-level keys: description, parameters (each with only type, default
-// and description; types use the task type language), private, steps
-// (required), return and version. Step kinds: command, task, script,
+// and description; types are Puppet types, see package puppet), private,
+// steps (required), return and version. Step kinds: command, task, script,
 // upload and download (both with destination), plan, message, verbose and
 // eval, with name, description, targets, parameters, arguments, env_vars,
 // run_as, catch_errors and noop as Bolt allows them per kind, plus
@@ -33,36 +33,12 @@
 //     assignments) separated by newlines or ;, the last one's value wins.
 //   - Single-quoted, folded and other scalars are literal YAML values.
 //
-// The expression subset:
-//
-//   - literals: 'single' and "double ${interpolated}" strings, integers,
-//     floats, true, false, undef, arrays [a, b], hashes {k => v},
-//     regular expressions /re/ after =~ and !~;
-//   - variables $x (parameters, earlier step names, lambda parameters,
-//     local assignments);
-//   - indexing $a[0], $a[-1], $a[1, 2] (start, count), $h['k'],
-//     $result['k'] (= value['k']), $resultset[0];
-//   - operators, loosest first: or; and; == != =~ !~ < > <= >= in; then
-//     plus and minus; * / %; unary ! not -. Strings compare
-//     case-insensitively as in Puppet, and only undef and false are false;
-//   - if/elsif/else and unless/else expressions with { } blocks;
-//   - method calls, with optional (args) and optional lambda |$x| { } or
-//     |$k, $v| { }: map, filter, each, reduce, any, all, count, join,
-//     length, size, keys, values, empty, upcase, downcase, strip, split,
-//     first, last, sort, unique, flatten, include, find, filter_set,
-//     to_data;
-//   - ResultSet members ok, ok_set, error_set, targets, names; Result
-//     members ok, value, target, error, message, status, action; Target
-//     members name, uri, host, vars, facts; Error members msg, kind,
-//     details, issue_code;
-//   - functions get_targets, get_target, sprintf, fail_plan(msg, [kind],
-//     [details]) or fail_plan($error), out::message, out::verbose, and
-//     every method in function form: length($x), join($a, ','),
-//     map($a) |$x| { }.
-//
-// Anything else (case, type references such as String, resource
-// expressions, unknown functions or methods, heredocs, ->) is a load
-// error naming file, line and the construct. Hashes iterate in key order.
+// The expression subset is puppet's (see package puppet), with these plan
+// functions: get_targets, get_target, fail_plan(msg, [kind], [details])
+// or fail_plan($error), out::message, out::verbose, run_command(cmd,
+// targets, [options]), run_plan(name, [params]) and
+// wait_until_available(targets, [options]). Anything outside it is a load
+// error naming file, line and the construct.
 //
 // # Starlark plans
 //

@@ -3,6 +3,8 @@ package plan
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -100,7 +102,7 @@ func (f *fakeRunner) RunScript(_ context.Context, ts []*muster.Target, script st
 }
 
 func (f *fakeRunner) RunTask(_ context.Context, ts []*muster.Target, task string, params map[string]any, o StepOptions) ([]*muster.Result, error) {
-	keys := sortedKeys(params)
+	keys := slices.Sorted(maps.Keys(params))
 	var kv []string
 	for _, k := range keys {
 		kv = append(kv, fmt.Sprintf("%s=%v", k, params[k]))

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -48,7 +51,7 @@ type Param struct {
 	Name string
 	// TypeString is the type as written; "" means Any.
 	TypeString  string
-	Type        task.Type
+	Type        puppet.Type
 	Default     any
 	HasDefault  bool
 	Description string
@@ -86,29 +89,11 @@ var segment = regexp.MustCompile(`\A[a-z][a-z0-9_]*\z`)
 // with Err set.
 func Find(modulepath []string) (*Index, error) {
 	idx := &Index{ModulePath: modulepath, plans: map[string]*Plan{}}
-	seen := map[string]bool{}
-	for _, root := range modulepath {
-		entries, err := os.ReadDir(root)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading module path entry %s: %w", root, err)
-		}
-		for _, e := range entries {
-			mod := e.Name()
-			dir := filepath.Join(root, mod)
-			if !segment.MatchString(mod) || seen[mod] {
-				continue
-			}
-			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				continue
-			}
-			seen[mod] = true
-			if err := idx.loadModule(mod, filepath.Join(dir, "plans")); err != nil {
-				return nil, err
-			}
-		}
+	err := task.WalkModules(modulepath, func(mod, dir string) error {
+		return idx.loadModule(mod, filepath.Join(dir, "plans"))
+	})
+	if err != nil {
+		return nil, err
 	}
 	return idx, nil
 }
@@ -205,9 +190,9 @@ func (idx *Index) Get(name string) (*Plan, error) {
 	msg := fmt.Sprintf("could not find a plan named %q", name)
 	var names []string
 	if idx != nil {
-		names = sortedKeys(idx.plans)
+		names = slices.Sorted(maps.Keys(idx.plans))
 	}
-	if best := task.Closest(name, names); best != "" {
+	if best := puppet.Closest(name, names); best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", best)
 	} else {
 		msg += "; run 'muster plan show' for the list of plans"

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -52,7 +55,7 @@ func (p *Plan) Run(ctx context.Context, r Runner, params map[string]any, o Optio
 	if err != nil {
 		return nil, err
 	}
-	return ToData(v), nil
+	return puppet.ToData(v), nil
 }
 
 func (rs *runState) runPlan(p *Plan, params map[string]any) (any, error) {
@@ -101,11 +104,11 @@ func (rs *runState) runNamed(name string, params map[string]any) (any, error) {
 // for a String parameter is "1.0"). It checks nothing else: Validate or
 // Run does.
 func (p *Plan) ParseCLIParams(args []string, paramsFlag string, stdin io.Reader) (map[string]any, error) {
-	types := make(map[string]task.Type, len(p.Parameters))
+	types := make(map[string]puppet.Type, len(p.Parameters))
 	for _, prm := range p.Parameters {
 		types[prm.Name] = prm.Type
 	}
-	return task.ParseCLIParamsTyped(args, paramsFlag, stdin, func(name string) task.Type { return types[name] })
+	return task.ParseCLIParamsTyped(args, paramsFlag, stdin, func(name string) puppet.Type { return types[name] })
 }
 
 // Validate checks params against the plan's declared parameters without
@@ -130,10 +133,10 @@ func (p *Plan) validate(params map[string]any) (map[string]any, error) {
 	for _, prm := range p.Parameters {
 		declared[prm.Name] = prm
 	}
-	for _, k := range sortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		if declared[k] == nil {
 			msg := fmt.Sprintf("unknown parameter %q", k)
-			if best := task.Closest(k, sortedKeys(declared)); best != "" {
+			if best := puppet.Closest(k, slices.Sorted(maps.Keys(declared))); best != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", best)
 			}
 			problems = append(problems, msg)
@@ -141,7 +144,7 @@ func (p *Plan) validate(params map[string]any) (map[string]any, error) {
 	}
 	for _, prm := range p.Parameters {
 		v, ok := params[prm.Name]
-		v = normalize(v)
+		v = puppet.Normalize(v)
 		if (!ok || v == nil) && prm.HasDefault {
 			v, ok = prm.Default, true
 		}
@@ -173,12 +176,12 @@ func checkType(prm *Param, v any) error {
 	if strings.Contains(prm.Type.String(), "TargetSpec") && targetish(v) {
 		return nil
 	}
-	return prm.Type.Check(ToData(v))
+	return prm.Type.Check(puppet.ToData(v))
 }
 
 func targetish(v any) bool {
 	switch x := v.(type) {
-	case *muster.Target, *resultSet, *result:
+	case *muster.Target, *puppet.ResultSet, *puppet.Result:
 		return true
 	case []any:
 		for _, e := range x {
@@ -207,11 +210,11 @@ func (rs *runState) resolve(vals []any) ([]*muster.Target, error) {
 			}
 		case *muster.Target:
 			direct = append(direct, x)
-		case *result:
-			direct = append(direct, x.t)
-		case *resultSet:
-			for _, r := range x.items {
-				direct = append(direct, r.t)
+		case *puppet.Result:
+			direct = append(direct, x.Target)
+		case *puppet.ResultSet:
+			for _, r := range x.Items {
+				direct = append(direct, r.Target)
 			}
 		case []any:
 			for _, e := range x {
@@ -222,7 +225,7 @@ func (rs *runState) resolve(vals []any) ([]*muster.Target, error) {
 		case []*muster.Target:
 			direct = append(direct, x...)
 		default:
-			return fmt.Errorf("expected targets, got %s", typeName(v))
+			return fmt.Errorf("expected targets, got %s", puppet.TypeName(v))
 		}
 		return nil
 	}
@@ -252,12 +255,12 @@ func (rs *runState) resolve(vals []any) ([]*muster.Target, error) {
 // act runs one action on targets, reporting progress, and raises a
 // run failure when a target fails and catch is false.
 func (rs *runState) act(action, object string, targets []*muster.Target, o StepOptions, catch bool,
-	fn func(StepOptions) ([]*muster.Result, error)) (*resultSet, error) {
+	fn func(StepOptions) ([]*muster.Result, error)) (*puppet.ResultSet, error) {
 	if err := rs.ctx.Err(); err != nil {
 		return nil, muster.AsError(err, muster.KindCancelled)
 	}
 	if len(targets) == 0 {
-		return &resultSet{}, nil
+		return &puppet.ResultSet{}, nil
 	}
 	if o.RunAs == "" {
 		o.RunAs = rs.runAs
@@ -278,22 +281,22 @@ func (rs *runState) act(action, object string, targets []*muster.Target, o StepO
 		return nil, muster.AsError(err, muster.KindInvalid)
 	}
 	rs.r.StepFinished(desc, results, time.Since(start))
-	set := newResultSet(results, targets)
-	if !catch && !set.ok() {
+	set := puppet.NewResultSet(results, targets)
+	if !catch && !set.OK() {
 		return set, runFailure(action, object, set)
 	}
 	return set, nil
 }
 
 // runFailure is Bolt's RunFailure.
-func runFailure(action, object string, set *resultSet) *muster.Error {
-	n := len(set.subset(false).items)
+func runFailure(action, object string, set *puppet.ResultSet) *muster.Error {
+	n := len(set.Subset(false).Items)
 	s := "s"
 	if n == 1 {
 		s = ""
 	}
 	return &muster.Error{Kind: KindRunFailure, Msg: fmt.Sprintf("%s '%s' failed on %d target%s", action, object, n, s),
-		Details: map[string]any{"action": action, "object": object, "result_set": set.results()}}
+		Details: map[string]any{"action": action, "object": object, "result_set": set.Results()}}
 }
 
 // applyBatchKey sets one rolling-execution option from a plan value:
@@ -312,21 +315,21 @@ func applyBatchKey(b *Batch, key string, v any) error {
 			b.MaxFailures, b.MaxFailuresPercent, b.MaxFailuresSet = n, pct, true
 		}
 	case "canary":
-		n, ok := toInt(v)
+		n, ok := puppet.ToInt(v)
 		if !ok || n < 0 {
-			return fmt.Errorf("expected a non-negative integer, got %s", toString(v))
+			return fmt.Errorf("expected a non-negative integer, got %s", puppet.ToString(v))
 		}
 		b.Canary = int(n)
 	case "pause":
-		if n, ok := toNumber(v); ok && n != nil {
+		if n, ok := puppet.ToNumber(v); ok && n != nil {
 			if _, isStr := v.(string); !isStr {
-				b.Pause = time.Duration(asFloat(n) * float64(time.Second))
+				b.Pause = time.Duration(puppet.ToFloat(n) * float64(time.Second))
 				return nil
 			}
 		}
-		d, err := time.ParseDuration(toString(v))
+		d, err := time.ParseDuration(puppet.ToString(v))
 		if err != nil || d < 0 {
-			return fmt.Errorf("expected a duration like 30s, got %q", toString(v))
+			return fmt.Errorf("expected a duration like 30s, got %q", puppet.ToString(v))
 		}
 		b.Pause = d
 	}
@@ -341,14 +344,14 @@ func countOrPercent(v any) (int, float64, error) {
 		}
 		return 0, f, nil
 	}
-	n, ok := toInt(v)
+	n, ok := puppet.ToInt(v)
 	if !ok {
-		if num, isNum := toNumber(v); isNum {
-			n, ok = toInt(num)
+		if num, isNum := puppet.ToNumber(v); isNum {
+			n, ok = puppet.ToInt(num)
 		}
 	}
 	if !ok || n < 0 {
-		return 0, 0, fmt.Errorf("expected a count or a percentage like 10%%, got %s", toString(v))
+		return 0, 0, fmt.Errorf("expected a count or a percentage like 10%%, got %s", puppet.ToString(v))
 	}
 	return int(n), 0, nil
 }

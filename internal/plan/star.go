@@ -3,6 +3,8 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"go.starlark.net/resolve"
@@ -10,6 +12,7 @@ import (
 	"go.starlark.net/syntax"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // starPlan is a loaded Starlark plan: its frozen globals.
@@ -217,7 +220,7 @@ func (rs *runState) runStarlark(p *Plan, params map[string]any) (any, error) {
 		}
 	}()
 	var kwargs []starlark.Tuple
-	for _, k := range sortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		kwargs = append(kwargs, starlark.Tuple{starlark.String(k), toStar(params[k])})
 	}
 	v, err := starlark.Call(thread, p.star.main, nil, kwargs)
@@ -226,7 +229,7 @@ func (rs *runState) runStarlark(p *Plan, params map[string]any) (any, error) {
 	}
 	out, err := fromStar(v)
 	if err != nil {
-		return nil, muster.Errorf(KindEvaluation, "%s: main's return value: %v", p.File, err)
+		return nil, muster.Errorf(puppet.KindEvaluation, "%s: main's return value: %v", p.File, err)
 	}
 	return out, nil
 }
@@ -264,5 +267,5 @@ func starRunError(file string, err error) error {
 	if ee != nil {
 		msg = ee.Msg
 	}
-	return muster.Errorf(KindEvaluation, "%s: %s", loc, msg)
+	return muster.Errorf(puppet.KindEvaluation, "%s: %s", loc, msg)
 }

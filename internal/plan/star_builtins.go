@@ -10,6 +10,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // builtins returns the predeclared names of a Starlark plan.
@@ -74,7 +75,7 @@ func (k *stepKwargs) options() (StepOptions, error) {
 			if err != nil {
 				return o, err
 			}
-			o.Env[ks] = toString(v)
+			o.Env[ks] = puppet.ToString(v)
 		}
 	}
 	for key, v := range map[string]starlark.Value{"batch": k.batch, "canary": k.canary, "max_failures": k.maxFailures, "pause": k.pause} {
@@ -152,7 +153,7 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 				if err != nil {
 					return nil, err
 				}
-				sargs = append(sargs, toString(g))
+				sargs = append(sargs, puppet.ToString(g))
 			}
 		}
 		fn = func(o StepOptions) ([]*muster.Result, error) { return r.RunScript(ctx, ts, obj, sargs, o) }
@@ -163,7 +164,7 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			if err != nil {
 				return nil, err
 			}
-			pm = ToData(g).(map[string]any)
+			pm = puppet.ToData(g).(map[string]any)
 		}
 		fn = func(o StepOptions) ([]*muster.Result, error) { return r.RunTask(ctx, ts, obj, pm, o) }
 	case "upload_file":
@@ -267,7 +268,7 @@ func starGetTargets(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	return toStar(normalize(ts)), nil
+	return toStar(puppet.Normalize(ts)), nil
 }
 
 func starSleep(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -328,7 +329,7 @@ func starFailPlan(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		if err != nil {
 			return nil, err
 		}
-		e.Details = ToData(g).(map[string]any)
+		e.Details = puppet.ToData(g).(map[string]any)
 	}
 	return nil, e
 }

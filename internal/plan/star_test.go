@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 func TestStarlarkBasic(t *testing.T) {
@@ -67,30 +68,8 @@ func TestStarlarkFailures(t *testing.T) {
 		t.Errorf("run failure: %#v", err)
 	}
 	_, err = runPlan(t, "demo::star_fail", newFake(), map[string]any{"targets": "t1", "mode": "type"})
-	if err == nil || !strings.Contains(err.Error(), "star_fail.star:7: ") || muster.KindOf(err) != KindEvaluation {
+	if err == nil || !strings.Contains(err.Error(), "star_fail.star:7: ") || muster.KindOf(err) != puppet.KindEvaluation {
 		t.Errorf("type error: %v", err)
-	}
-}
-
-func TestRollingRebootStarlark(t *testing.T) {
-	f := newFake()
-	v, err := runPlan(t, "demo::rolling_reboot_star", f, map[string]any{"targets": "t1,t2", "lb": "lb1", "wait": 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reboot := "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
-	var want []string
-	for _, h := range []string{"t1", "t2"} {
-		want = append(want,
-			"command echo 'disable server app/"+h+"' | socat stdio /run/haproxy/admin.sock on lb1",
-			"command "+reboot+" on "+h, "wait 30s on "+h, "command uptime on "+h,
-			"command echo 'enable server app/"+h+"' | socat stdio /run/haproxy/admin.sock on lb1")
-	}
-	if d := cmp.Diff(want, f.calls); d != "" {
-		t.Errorf("calls (-want +got):\n%s", d)
-	}
-	if d := cmp.Diff(map[string]any{"t1": "t1.example.com\n", "t2": "t2.example.com\n"}, v); d != "" {
-		t.Errorf("return %s", d)
 	}
 }
 

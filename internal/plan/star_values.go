@@ -2,16 +2,18 @@ package plan
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"go.starlark.net/starlark"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // starResultSet is a ResultSet in Starlark: indexable, iterable, with
 // ok, ok_set, error_set, names, targets and to_data.
-type starResultSet struct{ s *resultSet }
+type starResultSet struct{ s *puppet.ResultSet }
 
 var (
 	_ starlark.Indexable = (*starResultSet)(nil)
@@ -24,15 +26,15 @@ var (
 )
 
 func (v *starResultSet) String() string {
-	return fmt.Sprintf("ResultSet(%d results, ok=%t)", len(v.s.items), v.s.ok())
+	return fmt.Sprintf("ResultSet(%d results, ok=%t)", len(v.s.Items), v.s.OK())
 }
 func (v *starResultSet) Type() string          { return "ResultSet" }
 func (v *starResultSet) Freeze()               {}
 func (v *starResultSet) Truth() starlark.Bool  { return true }
 func (v *starResultSet) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: ResultSet") }
-func (v *starResultSet) Len() int              { return len(v.s.items) }
+func (v *starResultSet) Len() int              { return len(v.s.Items) }
 func (v *starResultSet) Index(i int) starlark.Value {
-	return &starResult{v.s.items[i]}
+	return &starResult{v.s.Items[i]}
 }
 func (v *starResultSet) Iterate() starlark.Iterator { return &rsIter{s: v.s} }
 func (v *starResultSet) AttrNames() []string {
@@ -41,31 +43,31 @@ func (v *starResultSet) AttrNames() []string {
 func (v *starResultSet) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "ok":
-		return starlark.Bool(v.s.ok()), nil
+		return starlark.Bool(v.s.OK()), nil
 	case "ok_set":
-		return &starResultSet{v.s.subset(true)}, nil
+		return &starResultSet{v.s.Subset(true)}, nil
 	case "error_set":
-		return &starResultSet{v.s.subset(false)}, nil
+		return &starResultSet{v.s.Subset(false)}, nil
 	case "names":
-		return toStar(v.s.names()), nil
+		return toStar(v.s.Names()), nil
 	case "targets":
-		return toStar(v.s.targets()), nil
+		return toStar(v.s.Targets()), nil
 	case "to_data":
-		return toStar(toPlainJSON(ToData(v.s))), nil
+		return toStar(toPlainJSON(puppet.ToData(v.s))), nil
 	}
 	return nil, nil
 }
 
 type rsIter struct {
-	s *resultSet
+	s *puppet.ResultSet
 	i int
 }
 
 func (it *rsIter) Next(p *starlark.Value) bool {
-	if it.i >= len(it.s.items) {
+	if it.i >= len(it.s.Items) {
 		return false
 	}
-	*p = &starResult{it.s.items[it.i]}
+	*p = &starResult{it.s.Items[it.i]}
 	it.i++
 	return true
 }
@@ -73,10 +75,10 @@ func (it *rsIter) Done() {}
 
 // starResult is one Result: target, value, ok, status, error, message,
 // action, and r["key"] for value["key"].
-type starResult struct{ r *result }
+type starResult struct{ r *puppet.Result }
 
 func (v *starResult) String() string {
-	return fmt.Sprintf("Result(target=%q, status=%q)", v.r.r.Target, v.r.r.Status())
+	return fmt.Sprintf("Result(target=%q, status=%q)", v.r.Result.Target, v.r.Result.Status())
 }
 func (v *starResult) Type() string          { return "Result" }
 func (v *starResult) Freeze()               {}
@@ -87,8 +89,8 @@ func (v *starResult) Get(k starlark.Value) (starlark.Value, bool, error) {
 	if !ok {
 		return nil, false, fmt.Errorf("result keys are strings, got %s", k.Type())
 	}
-	x, found := v.r.r.Value[s]
-	return toStar(normalize(x)), found, nil
+	x, found := v.r.Result.Value[s]
+	return toStar(puppet.Normalize(x)), found, nil
 }
 func (v *starResult) AttrNames() []string {
 	return []string{"action", "error", "message", "ok", "status", "target", "value"}
@@ -96,22 +98,22 @@ func (v *starResult) AttrNames() []string {
 func (v *starResult) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "target":
-		return &starTarget{v.r.t}, nil
+		return &starTarget{v.r.Target}, nil
 	case "value":
-		return toStar(normalize(v.r.r.Value)), nil
+		return toStar(puppet.Normalize(v.r.Result.Value)), nil
 	case "ok":
-		return starlark.Bool(v.r.r.OK()), nil
+		return starlark.Bool(v.r.Result.OK()), nil
 	case "status":
-		return starlark.String(v.r.r.Status()), nil
+		return starlark.String(v.r.Result.Status()), nil
 	case "error":
-		if v.r.r.Error == nil {
+		if v.r.Result.Error == nil {
 			return starlark.None, nil
 		}
-		return &starError{v.r.r.Error}, nil
+		return &starError{v.r.Result.Error}, nil
 	case "message":
-		return toStar(v.r.message()), nil
+		return toStar(v.r.Message()), nil
 	case "action":
-		return starlark.String(v.r.r.Action), nil
+		return starlark.String(v.r.Result.Action), nil
 	}
 	return nil, nil
 }
@@ -140,9 +142,9 @@ func (v *starTarget) Attr(name string) (starlark.Value, error) {
 	case "port":
 		return starlark.MakeInt(v.t.Port), nil
 	case "vars":
-		return toStar(normalize(v.t.Vars)), nil
+		return toStar(puppet.Normalize(v.t.Vars)), nil
 	case "facts":
-		return toStar(normalize(v.t.Facts)), nil
+		return toStar(puppet.Normalize(v.t.Facts)), nil
 	}
 	return nil, nil
 }
@@ -167,7 +169,7 @@ func (v *starError) Attr(name string) (starlark.Value, error) {
 	case "issue_code":
 		return starlark.String(v.e.IssueCode), nil
 	case "details":
-		return toStar(toPlainJSON(normalize(v.e.Details))), nil
+		return toStar(toPlainJSON(puppet.Normalize(v.e.Details))), nil
 	}
 	return nil, nil
 }
@@ -175,38 +177,28 @@ func (v *starError) Attr(name string) (starlark.Value, error) {
 // toPlainJSON turns *muster.Result values inside data into their JSON
 // maps so that Starlark code can read them.
 func toPlainJSON(v any) any {
-	switch x := v.(type) {
-	case *muster.Result:
-		m := map[string]any{"target": x.Target, "action": x.Action, "object": x.Object, "status": x.Status()}
-		val := map[string]any{}
-		for k, e := range x.Value {
-			val[k] = normalize(e)
+	return puppet.CopyWith(v, func(x any) any {
+		switch x := x.(type) {
+		case *muster.Result:
+			m := map[string]any{"target": x.Target, "action": x.Action, "object": x.Object, "status": x.Status()}
+			val := map[string]any{}
+			for k, e := range x.Value {
+				val[k] = puppet.Normalize(e)
+			}
+			if x.Error != nil {
+				val["_error"] = map[string]any{"kind": x.Error.Kind, "msg": x.Error.Msg, "details": puppet.Normalize(x.Error.Details)}
+			}
+			m["value"] = val
+			return m
+		case []*muster.Result:
+			out := make([]any, len(x))
+			for i, r := range x {
+				out[i] = toPlainJSON(r)
+			}
+			return out
 		}
-		if x.Error != nil {
-			val["_error"] = map[string]any{"kind": x.Error.Kind, "msg": x.Error.Msg, "details": normalize(x.Error.Details)}
-		}
-		m["value"] = val
-		return m
-	case []*muster.Result:
-		out := make([]any, len(x))
-		for i, r := range x {
-			out[i] = toPlainJSON(r)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = toPlainJSON(e)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = toPlainJSON(e)
-		}
-		return out
-	}
-	return v
+		return x
+	})
 }
 
 // toStar converts a plan value to Starlark.
@@ -232,18 +224,13 @@ func toStar(v any) starlark.Value {
 		return starlark.NewList(l)
 	case map[string]any:
 		d := starlark.NewDict(len(x))
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			_ = d.SetKey(starlark.String(k), toStar(x[k]))
 		}
 		return d
-	case *resultSet:
+	case *puppet.ResultSet:
 		return &starResultSet{x}
-	case *result:
+	case *puppet.Result:
 		return &starResult{x}
 	case *muster.Target:
 		return &starTarget{x}
@@ -252,7 +239,7 @@ func toStar(v any) starlark.Value {
 	case starlark.Value:
 		return x
 	}
-	return toStar(normalize(v))
+	return toStar(puppet.Normalize(v))
 }
 
 // fromStar converts a Starlark value to a plan value.
@@ -261,7 +248,7 @@ func fromStar(v starlark.Value) (any, error) {
 }
 
 func fromStarDepth(v starlark.Value, depth int) (any, error) {
-	if depth > maxDepth {
+	if depth > puppet.MaxDepth {
 		return nil, fmt.Errorf("value nested too deeply")
 	}
 	switch x := v.(type) {

@@ -9,28 +9,28 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // tmpl is a YAML value that may hold plan code, compiled at load time.
 type tmpl interface {
-	eval(rs *runState, s *scope) (any, error)
+	eval(rs *runState, s *puppet.Scope) (any, error)
 }
 
 type constT struct{ v any }
-type exprT struct{ x *Expr }
+type exprT struct{ x *puppet.Expr }
 type listT struct{ elems []tmpl }
 type mapT struct {
 	keys []string
 	vals []tmpl
 }
 
-func (t *constT) eval(*runState, *scope) (any, error)            { return t.v, nil }
-func (t *exprT) eval(rs *runState, s *scope) (any, error)        { return t.x.eval(rs, s) }
-func (t *listT) eval(rs *runState, s *scope) (any, error)        { return evalList(t.elems, rs, s) }
-func (t *mapT) eval(rs *runState, s *scope) (out any, err error) { return evalMap(t, rs, s) }
+func (t *constT) eval(*runState, *puppet.Scope) (any, error)            { return t.v, nil }
+func (t *exprT) eval(rs *runState, s *puppet.Scope) (any, error)        { return t.x.Eval(s, rs) }
+func (t *listT) eval(rs *runState, s *puppet.Scope) (any, error)        { return evalList(t.elems, rs, s) }
+func (t *mapT) eval(rs *runState, s *puppet.Scope) (out any, err error) { return evalMap(t, rs, s) }
 
-func evalList(elems []tmpl, rs *runState, s *scope) (any, error) {
+func evalList(elems []tmpl, rs *runState, s *puppet.Scope) (any, error) {
 	out := make([]any, len(elems))
 	for i, e := range elems {
 		v, err := e.eval(rs, s)
@@ -42,7 +42,7 @@ func evalList(elems []tmpl, rs *runState, s *scope) (any, error) {
 	return out, nil
 }
 
-func evalMap(t *mapT, rs *runState, s *scope) (any, error) {
+func evalMap(t *mapT, rs *runState, s *puppet.Scope) (any, error) {
 	out := make(map[string]any, len(t.keys))
 	for i, k := range t.keys {
 		v, err := t.vals[i].eval(rs, s)
@@ -224,7 +224,7 @@ func (l *yamlLoader) params(p *Plan, v *yaml.Node) error {
 					if err := dv.Decode(&d); err != nil {
 						return l.errf(dv.Line, "parameter %q: bad default: %v", k.Value, err)
 					}
-					prm.Default, prm.HasDefault = normalize(d), true
+					prm.Default, prm.HasDefault = puppet.Normalize(d), true
 				default:
 					return l.errf(dk.Line, "parameter %q: unknown key %q (expected type, default or description)", k.Value, dk.Value)
 				}
@@ -247,7 +247,7 @@ func setType(prm *Param) error {
 	if ts == "" {
 		ts = "Any"
 	}
-	t, err := task.ParseType(ts)
+	t, err := puppet.ParseType(ts)
 	if err != nil {
 		return fmt.Errorf("invalid type %q: %v", ts, err)
 	}
@@ -363,7 +363,7 @@ func (l *yamlLoader) checkConst(key string, t tmpl, line int) error {
 // value compiles a YAML node into a template, parsing code where the
 // Bolt string rules say there is code.
 func (l *yamlLoader) value(n *yaml.Node, depth int) (tmpl, error) {
-	if depth > maxDepth {
+	if depth > puppet.MaxDepth {
 		return nil, l.errf(n.Line, "value nested too deeply")
 	}
 	switch n.Kind {
@@ -403,18 +403,18 @@ func (l *yamlLoader) value(n *yaml.Node, depth int) (tmpl, error) {
 	default:
 		return nil, l.errf(n.Line, "unexpected YAML node")
 	}
-	var x *Expr
+	var x *puppet.Expr
 	var err error
 	switch {
 	case n.Style&yaml.LiteralStyle != 0:
-		x, err = ParseExpression(l.file, n.Line+1, n.Value)
+		x, err = puppet.ParseExpression(l.file, n.Line+1, n.Value, hostFunctions)
 	case n.Style&yaml.DoubleQuotedStyle != 0:
 		if !strings.Contains(n.Value, "$") {
 			return &constT{n.Value}, nil
 		}
-		x, err = parseInterpolation(l.file, n.Line, n.Value)
+		x, err = puppet.ParseInterpolation(l.file, n.Line, n.Value, hostFunctions)
 	case n.Style == 0 && strings.HasPrefix(n.Value, "$"):
-		x, err = ParseExpression(l.file, n.Line, n.Value)
+		x, err = puppet.ParseExpression(l.file, n.Line, n.Value, hostFunctions)
 	default:
 		var v any
 		if n.Style&(yaml.SingleQuotedStyle|yaml.FoldedStyle) != 0 {
@@ -423,26 +423,26 @@ func (l *yamlLoader) value(n *yaml.Node, depth int) (tmpl, error) {
 		if derr := n.Decode(&v); derr != nil {
 			return nil, l.errf(n.Line, "%v", derr)
 		}
-		return &constT{normalize(v)}, nil
+		return &constT{puppet.Normalize(v)}, nil
 	}
 	if err != nil {
-		var se *SyntaxError
+		var se *puppet.SyntaxError
 		if errors.As(err, &se) {
 			line := n.Line
 			if x == nil {
-				tmp := &Expr{Line: line, Src: n.Value}
+				tmp := &puppet.Expr{Line: line, Src: n.Value}
 				if n.Style&yaml.LiteralStyle != 0 {
 					tmp.Line++
 				}
-				line = tmp.lineOf(se.Offset)
+				line = tmp.LineOf(se.Offset)
 			}
 			return nil, l.errf(line, "%s (in %s)", se.Msg, snippet(n.Value))
 		}
 		return nil, l.errf(n.Line, "%v", err)
 	}
-	if err := checkVars(x.root, l.vars); err != nil {
-		se := err.(*SyntaxError)
-		return nil, l.errf(x.lineOf(se.Offset), "%s (in %s)", se.Msg, snippet(n.Value))
+	if err := x.CheckVars(l.vars); err != nil {
+		se := err.(*puppet.SyntaxError)
+		return nil, l.errf(x.LineOf(se.Offset), "%s (in %s)", se.Msg, snippet(n.Value))
 	}
 	return &exprT{x}, nil
 }

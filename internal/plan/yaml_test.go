@@ -185,12 +185,9 @@ func TestParameterValidation(t *testing.T) {
 	}
 }
 
-func TestRollingRebootYAML(t *testing.T) {
-	f := newFake()
-	v, err := runPlan(t, "demo::rolling_reboot", f, map[string]any{"targets": "t1,t2", "lb": "lb1", "wait": 30})
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestRollingReboot runs the rolling reboot written as a YAML and as a
+// Starlark plan: the same steps in the same order.
+func TestRollingReboot(t *testing.T) {
 	reboot := "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
 	var want []string
 	for _, h := range []string{"t1", "t2"} {
@@ -199,11 +196,26 @@ func TestRollingRebootYAML(t *testing.T) {
 			"command "+reboot+" on "+h, "wait 30s on "+h, "command uptime on "+h,
 			"command echo 'enable server app/"+h+"' | socat stdio /run/haproxy/admin.sock on lb1")
 	}
-	if d := cmp.Diff(want, f.calls); d != "" {
-		t.Errorf("calls (-want +got):\n%s", d)
-	}
-	if d := cmp.Diff([]any{"t1.example.com\n", "t2.example.com\n"}, v); d != "" {
-		t.Errorf("return %s", d)
+	for _, tc := range []struct {
+		plan string
+		ret  any
+	}{
+		{"demo::rolling_reboot", []any{"t1.example.com\n", "t2.example.com\n"}},
+		{"demo::rolling_reboot_star", map[string]any{"t1": "t1.example.com\n", "t2": "t2.example.com\n"}},
+	} {
+		t.Run(tc.plan, func(t *testing.T) {
+			f := newFake()
+			v, err := runPlan(t, tc.plan, f, map[string]any{"targets": "t1,t2", "lb": "lb1", "wait": 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(want, f.calls); d != "" {
+				t.Errorf("calls (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.ret, v); d != "" {
+				t.Errorf("return %s", d)
+			}
+		})
 	}
 }
 

@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 func (rs *runState) runYAML(p *Plan, params map[string]any) (any, error) {
-	s := newScope(nil)
+	s := puppet.NewScope(nil)
 	for k, v := range params {
-		s.vars[k] = v
+		s.Set(k, v)
 	}
 	for _, st := range p.yaml.steps {
 		v, err := rs.yamlStep(st, s)
@@ -18,29 +19,29 @@ func (rs *runState) runYAML(p *Plan, params map[string]any) (any, error) {
 			return nil, err
 		}
 		if st.name != "" {
-			s.vars[st.name] = v
+			s.Set(st.name, v)
 		}
 	}
 	if !p.yaml.hasReturn {
 		return nil, nil
 	}
-	return p.yaml.ret.eval(rs, newScope(s))
+	return p.yaml.ret.eval(rs, puppet.NewScope(s))
 }
 
 // stepOpt evaluates an optional step key.
-func (rs *runState) stepOpt(st *yamlStep, key string, s *scope) (any, error) {
+func (rs *runState) stepOpt(st *yamlStep, key string, s *puppet.Scope) (any, error) {
 	t := st.opts[key]
 	if t == nil {
 		return nil, nil
 	}
-	return t.eval(rs, newScope(s))
+	return t.eval(rs, puppet.NewScope(s))
 }
 
-func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
+func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 	errf := func(format string, args ...any) error {
-		return muster.Errorf(KindEvaluation, "%s", fmt.Sprintf("step at line %d: ", st.line)+fmt.Sprintf(format, args...))
+		return muster.Errorf(puppet.KindEvaluation, "%s", fmt.Sprintf("step at line %d: ", st.line)+fmt.Sprintf(format, args...))
 	}
-	action, err := st.action.eval(rs, newScope(s))
+	action, err := st.action.eval(rs, puppet.NewScope(s))
 	if err != nil {
 		return nil, err
 	}
@@ -71,15 +72,15 @@ func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
 	}
 	o := StepOptions{}
 	if opts["run_as"] != nil {
-		o.RunAs = toString(opts["run_as"])
+		o.RunAs = puppet.ToString(opts["run_as"])
 	}
 	if d := opts["description"]; d != nil {
-		o.Description = toString(d)
+		o.Description = puppet.ToString(d)
 	}
 	if e, ok := opts["env_vars"].(map[string]any); ok {
 		o.Env = map[string]string{}
 		for k, v := range e {
-			o.Env[k] = toString(v)
+			o.Env[k] = puppet.ToString(v)
 		}
 	} else if opts["env_vars"] != nil {
 		return nil, errf("env_vars must be a mapping")
@@ -96,7 +97,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
 	}
 	obj, isStr := action.(string)
 	if !isStr && st.kind != "plan" {
-		return nil, errf("%s must be a string, got %s", st.kind, typeName(action))
+		return nil, errf("%s must be a string, got %s", st.kind, puppet.TypeName(action))
 	}
 	switch st.kind {
 	case "command":
@@ -108,7 +109,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
 		if !ok && opts["parameters"] != nil {
 			return nil, errf("parameters must be a mapping")
 		}
-		params = ToData(params).(map[string]any)
+		params = puppet.ToData(params).(map[string]any)
 		return rs.act("run_task", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.RunTask(rs.ctx, targets, obj, params, o)
 		})
@@ -116,7 +117,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
 		var args []string
 		if a, ok := opts["arguments"].([]any); ok {
 			for _, e := range a {
-				args = append(args, toString(e))
+				args = append(args, puppet.ToString(e))
 			}
 		} else if opts["arguments"] != nil {
 			return nil, errf("arguments must be a list")
@@ -125,7 +126,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *scope) (any, error) {
 			return rs.r.RunScript(rs.ctx, targets, obj, args, o)
 		})
 	case "upload", "download":
-		dest := toString(opts["destination"])
+		dest := puppet.ToString(opts["destination"])
 		if st.kind == "upload" {
 			return rs.act("upload_file", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 				return rs.r.Upload(rs.ctx, targets, obj, dest, o)
@@ -175,9 +176,9 @@ func messageText(v any) string {
 	if s, ok := v.(string); ok {
 		return s
 	}
-	b, err := json.Marshal(ToData(v))
+	b, err := json.Marshal(puppet.ToData(v))
 	if err != nil {
-		return toString(v)
+		return puppet.ToString(v)
 	}
 	return string(b)
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/inventory"
-	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // maxFileSize bounds an @file target list.
@@ -192,7 +192,7 @@ func unmatched(inv *inventory.Inventory, tok string) error {
 		where += " " + f
 	}
 	msg := fmt.Sprintf("target %q matched nothing in %s", tok, where)
-	if near := task.Suggest(tok, inv.Names(), 3); len(near) > 0 {
+	if near := puppet.Suggest(tok, inv.Names(), 3); len(near) > 0 {
 		q := make([]string, len(near))
 		for i, n := range near {
 			q[i] = strconv.Quote(n)

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // KindNoImplementation is the error kind of a task that has no
@@ -57,27 +60,44 @@ type Index struct {
 // than failing the whole index.
 func Find(modulepath []string) (*Index, error) {
 	idx := &Index{ModulePath: modulepath, Modules: map[string]string{}, tasks: map[string]*Task{}}
+	err := WalkModules(modulepath, func(mod, dir string) error {
+		idx.Modules[mod] = dir
+		return idx.loadModule(mod, dir)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return idx, nil
+}
+
+// WalkModules calls fn with the name and directory of each module on
+// modulepath, in path order: each subdirectory of a path entry whose name
+// is a valid module name, the first of a name on the path winning. Entries
+// that do not exist are skipped. An error of fn stops the walk and is
+// returned as it is.
+func WalkModules(modulepath []string, fn func(name, dir string) error) error {
+	seen := map[string]bool{}
 	for _, root := range modulepath {
 		entries, err := os.ReadDir(root)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading module path entry %s: %w", root, err)
+			return fmt.Errorf("reading module path entry %s: %w", root, err)
 		}
 		for _, e := range entries {
 			mod := e.Name()
 			dir := filepath.Join(root, mod)
-			if !paramName.MatchString(mod) || idx.Modules[mod] != "" || !isDir(dir) {
+			if !paramName.MatchString(mod) || seen[mod] || !isDir(dir) {
 				continue
 			}
-			idx.Modules[mod] = dir
-			if err := idx.loadModule(mod, dir); err != nil {
-				return nil, err
+			seen[mod] = true
+			if err := fn(mod, dir); err != nil {
+				return err
 			}
 		}
 	}
-	return idx, nil
+	return nil
 }
 
 func isDir(p string) bool {
@@ -163,7 +183,7 @@ func (t *Task) load(tdir string) {
 		return
 	}
 	if len(t.Executables) > 1 {
-		files := sortedKeys(t.Executables)
+		files := slices.Sorted(maps.Keys(t.Executables))
 		t.Err = fmt.Errorf("task %s has several executables (%s) but its metadata lists no implementations to choose between them",
 			t.Name, strings.Join(files, ", "))
 	}
@@ -191,7 +211,7 @@ func (idx *Index) Get(name string) (*Task, error) {
 		return t, nil
 	}
 	msg := fmt.Sprintf("could not find a task named %q", name)
-	if best := Closest(name, sortedKeys(idx.tasks)); best != "" {
+	if best := puppet.Closest(name, slices.Sorted(maps.Keys(idx.tasks))); best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", best)
 	} else {
 		msg += "; run 'muster task show' for the list of tasks"
@@ -360,65 +380,4 @@ func (t *Task) resolve(idx *Index, entries []string) ([]File, error) {
 		}
 	}
 	return out, nil
-}
-
-// Closest returns the candidate nearest to s by edit distance, or "" when
-// none is close enough to be a plausible typo (for "did you mean" hints).
-func Closest(s string, cands []string) string {
-	if best := Suggest(s, cands, 1); len(best) > 0 {
-		return best[0]
-	}
-	return ""
-}
-
-// Suggest returns up to n distinct candidates close enough to s to be a
-// plausible typo of it (case-insensitive edit distance below len(s)/3+2),
-// nearest first, ties in the order of cands.
-func Suggest(s string, cands []string, n int) []string {
-	type near struct {
-		c string
-		d int
-	}
-	var found []near
-	limit, ls := len(s)/3+2, strings.ToLower(s)
-	seen := map[string]bool{}
-	for _, c := range cands {
-		if seen[c] {
-			continue
-		}
-		seen[c] = true
-		if d := editDistance(ls, strings.ToLower(c)); d < limit {
-			found = append(found, near{c, d})
-		}
-	}
-	sort.SliceStable(found, func(i, j int) bool { return found[i].d < found[j].d })
-	var out []string
-	for _, f := range found[:min(max(n, 0), len(found))] {
-		out = append(out, f.c)
-	}
-	return out
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 200 || len(rb) > 200 {
-		return max(len(ra), len(rb))
-	}
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -1,5 +1,7 @@
 package task
 
+import "github.com/muster-run/muster/internal/puppet"
+
 // EnvVars returns the PT_<name> environment variables for params: strings
 // raw, everything else as compact JSON (so null becomes "null").
 func EnvVars(params map[string]any) map[string]string {
@@ -8,7 +10,7 @@ func EnvVars(params map[string]any) map[string]string {
 		if s, ok := v.(string); ok {
 			out["PT_"+k] = s
 		} else {
-			out["PT_"+k] = compactJSON(v)
+			out["PT_"+k] = puppet.CompactJSON(v)
 		}
 	}
 	return out
@@ -20,5 +22,5 @@ func StdinJSON(params map[string]any) []byte {
 	if params == nil {
 		params = map[string]any{}
 	}
-	return []byte(compactJSON(params))
+	return []byte(puppet.CompactJSON(params))
 }

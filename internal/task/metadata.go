@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // Input methods of a task.
@@ -49,7 +53,7 @@ type Metadata struct {
 type Param struct {
 	// TypeString is the type as written ("" when absent, which means Any).
 	TypeString  string
-	Type        Type
+	Type        puppet.Type
 	Description string
 	// Default is the "default" value; HasDefault says whether the key was
 	// present (a null default is still a default).
@@ -214,7 +218,7 @@ func ParseMetadata(filename string, data []byte) (*Metadata, []string, error) {
 
 // sortedByPos returns m's keys in file order.
 func (d *metaDoc) sortedByPos(path string, m map[string]any) []string {
-	keys := sortedKeys(m)
+	keys := slices.Sorted(maps.Keys(m))
 	sort.SliceStable(keys, func(i, j int) bool { return d.pos[path+"/"+keys[i]] < d.pos[path+"/"+keys[j]] })
 	return keys
 }
@@ -238,8 +242,8 @@ func (d *metaDoc) field(md *Metadata, k string, v any, path string) (err error) 
 	case "remote":
 		md.Remote, err = d.boolean(v, path, `field "remote"`)
 	case "puppet_task_version":
-		if n, ok := asInt(v); !ok || n != 1 {
-			return d.errf(path, `field "puppet_task_version": only version 1 is supported, got %s`, compactJSON(v))
+		if n, ok := puppet.AsInt(v); !ok || n != 1 {
+			return d.errf(path, `field "puppet_task_version": only version 1 is supported, got %s`, puppet.CompactJSON(v))
 		}
 	case "extensions":
 		if v == nil {
@@ -351,11 +355,11 @@ func (d *metaDoc) params(md *Metadata, v any, path string) error {
 			}
 		}
 		if p.TypeString == "" {
-			p.Type = simpleTypes["Any"]
-		} else if p.Type, err = ParseType(p.TypeString); err != nil {
+			p.Type = puppet.AnyType()
+		} else if p.Type, err = puppet.ParseType(p.TypeString); err != nil {
 			return d.errf(ppath+"/type", "%s: %v", what, err)
 		}
-		if isSensitive(p.Type) {
+		if puppet.IsSensitive(p.Type) {
 			p.Sensitive = true
 		}
 		md.Parameters[name] = p
@@ -426,24 +430,4 @@ func jsonKind(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("%T", v)
-}
-
-// compactJSON renders v as compact JSON, without HTML escaping.
-func compactJSON(v any) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Sprint(v)
-	}
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // Redacted replaces sensitive values in output, as Bolt prints them.
@@ -29,7 +33,7 @@ func ParseCLIParams(args []string, paramsFlag string, stdin io.Reader, md *Metad
 // typeOf, which returns nil for a parameter without a known type; typeOf
 // may be nil (every value JSON-first). Plans use it with their own
 // parameters' types.
-func ParseCLIParamsTyped(args []string, paramsFlag string, stdin io.Reader, typeOf func(name string) Type) (map[string]any, error) {
+func ParseCLIParamsTyped(args []string, paramsFlag string, stdin io.Reader, typeOf func(name string) puppet.Type) (map[string]any, error) {
 	if paramsFlag != "" && len(args) > 0 {
 		return nil, fmt.Errorf("parameters may be given as key=value arguments or with --params, not both")
 	}
@@ -42,7 +46,7 @@ func ParseCLIParamsTyped(args []string, paramsFlag string, stdin io.Reader, type
 		if !ok || k == "" {
 			return nil, fmt.Errorf("invalid parameter %q: expected key=value", a)
 		}
-		var t Type
+		var t puppet.Type
 		if typeOf != nil {
 			t = typeOf(k)
 		}
@@ -52,7 +56,7 @@ func ParseCLIParamsTyped(args []string, paramsFlag string, stdin io.Reader, type
 }
 
 // paramType returns the declared type of a parameter, or nil.
-func (md *Metadata) paramType(name string) Type {
+func (md *Metadata) paramType(name string) puppet.Type {
 	if md == nil || md.Parameters[name] == nil {
 		return nil
 	}
@@ -63,14 +67,14 @@ func (md *Metadata) paramType(name string) Type {
 // JSON is invalid or does not match the declared type. When neither form
 // matches, the JSON value is kept if it has the type's base type (only a
 // range, length, size or pattern is wrong), for a precise error.
-func cliValue(raw string, t Type) any {
+func cliValue(raw string, t puppet.Type) any {
 	v, err := decodeJSON([]byte(raw))
 	switch {
 	case err != nil:
 		return raw
 	case t == nil || t.Check(v) == nil:
 		return v
-	case t.Check(raw) != nil && loosen(t).Check(v) == nil:
+	case t.Check(raw) != nil && puppet.Loosen(t).Check(v) == nil:
 		return v
 	}
 	return raw
@@ -157,24 +161,24 @@ func (md *Metadata) Validate(taskName string, params map[string]any) (map[string
 	add := func(name, format string, args ...any) {
 		problems = append(problems, problem{name, fmt.Sprintf(format, args...)})
 	}
-	for _, k := range sortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		if strings.HasPrefix(k, "_") {
 			add(k, "parameter %q is reserved: names starting with _ are metaparameters set by muster", k)
 			delete(out, k)
 		} else if md != nil && md.Parameters != nil && md.Parameters[k] == nil {
 			msg := fmt.Sprintf("unknown parameter %q", k)
-			if best := Closest(k, sortedKeys(md.Parameters)); best != "" {
+			if best := puppet.Closest(k, slices.Sorted(maps.Keys(md.Parameters))); best != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", best)
 			}
 			add(k, "%s", msg)
 		}
 	}
 	if md != nil {
-		for _, name := range sortedKeys(md.Parameters) {
+		for _, name := range slices.Sorted(maps.Keys(md.Parameters)) {
 			p := md.Parameters[name]
 			v, present := out[name]
 			if (!present || v == nil) && p.HasDefault {
-				v, present = deepCopy(p.Default), true
+				v, present = puppet.DeepCopy(p.Default), true
 				out[name] = v
 			}
 			if !present {
@@ -206,10 +210,10 @@ type problem struct{ name, msg string }
 // sensitive.
 func (p *Param) describeMismatch(err error, v any) string {
 	if p.Sensitive {
-		return fmt.Sprintf("expects %s, got %s (sensitive value redacted)", p.Type, ValueTypeName(v))
+		return fmt.Sprintf("expects %s, got %s (sensitive value redacted)", p.Type, puppet.ValueTypeName(v))
 	}
-	if te, ok := err.(*TypeError); ok {
-		return te.describe(true)
+	if te, ok := err.(*puppet.TypeError); ok {
+		return te.ErrorWithValue()
 	}
 	return err.Error()
 }
@@ -235,32 +239,14 @@ func (md *Metadata) SensitiveValues(params map[string]any) []string {
 	if md == nil {
 		return nil
 	}
-	for _, k := range sortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		if p := md.Parameters[k]; p != nil && p.Sensitive && params[k] != nil {
 			if s, ok := params[k].(string); ok && s != "" {
 				out = append(out, s)
 			} else if !ok {
-				out = append(out, compactJSON(params[k]))
+				out = append(out, puppet.CompactJSON(params[k]))
 			}
 		}
 	}
 	return out
-}
-
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = deepCopy(e)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = deepCopy(e)
-		}
-		return out
-	}
-	return v
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 func testMetadata(t *testing.T) *Metadata {
@@ -285,8 +287,8 @@ func TestCLIConstraintErrors(t *testing.T) {
 
 // TestParseCLIParamsTyped: the types come from a function (plans use it).
 func TestParseCLIParamsTyped(t *testing.T) {
-	str, _ := ParseType("String")
-	typeOf := func(name string) Type {
+	str, _ := puppet.ParseType("String")
+	typeOf := func(name string) puppet.Type {
 		if name == "version" {
 			return str
 		}

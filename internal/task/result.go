@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/puppet"
 )
 
 // Error kinds and issue codes of task results (bolt-compat 3.6, with
@@ -67,7 +68,7 @@ func InterpretTaskOutput(taskName, stdout, stderr string, exitCode int) (map[str
 			name = " " + taskName
 		}
 		e := muster.Errorf(KindInvalidTaskError, "Invalid error returned from task%s: %s. Error must be an object with a msg key.",
-			name, compactJSON(taskErr))
+			name, puppet.CompactJSON(taskErr))
 		return value, e.WithDetail("original_error", taskErr)
 	}
 	e := &muster.Error{Kind: KindTaskDefault, Msg: stringOf(m["msg"]), Details: map[string]any{}}
@@ -95,5 +96,5 @@ func stringOf(v any) string {
 	case string:
 		return x
 	}
-	return strings.TrimSpace(compactJSON(v))
+	return strings.TrimSpace(puppet.CompactJSON(v))
 }

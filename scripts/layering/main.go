@@ -13,7 +13,7 @@ import (
 
 const module = "github.com/muster-run/muster"
 
-var engine = map[string]bool{"inventory": true, "target": true, "task": true, "plan": true, "executor": true,
+var engine = map[string]bool{"inventory": true, "target": true, "task": true, "plan": true, "puppet": true, "executor": true,
 	"capacity": true, "action": true, "output": true, "facts": true, "audit": true, "secret": true}
 
 var adapters = map[string]bool{"ssh": true, "local": true, "agent": true, "sqlite": true, "postgres": true,

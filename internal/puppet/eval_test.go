@@ -1,7 +1,6 @@
-package plan
+package puppet
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -10,22 +9,34 @@ import (
 	"github.com/muster-run/muster"
 )
 
+// testHost performs the host functions of the tests: echo returns its
+// arguments, and fail fails at the call.
+type testHost struct{}
+
+var testFunctions = map[string]bool{"echo": true, "fail": true}
+
+func (testHost) CallFunction(c *Call) (any, error) {
+	if c.Name == "fail" {
+		return nil, c.Errorf("failed with %d arguments", len(c.Args))
+	}
+	return c.Args, nil
+}
+
 func evalSrc(t *testing.T, src string, vars map[string]any) (any, error) {
 	t.Helper()
-	x, err := ParseExpression("e.pp", 1, src)
+	x, err := ParseExpression("e.pp", 1, src, testFunctions)
 	if err != nil {
 		return nil, err
 	}
-	s := newScope(nil)
+	s := NewScope(nil)
 	for k, v := range vars {
-		s.vars[k] = v
+		s.Set(k, v)
 	}
-	rs := &runState{ctx: context.Background(), r: newFake(), o: Options{Concurrency: 1}}
-	return x.eval(rs, s)
+	return x.Eval(s, testHost{})
 }
 
 func TestExpressions(t *testing.T) {
-	set := newResultSet([]*muster.Result{
+	set := NewResultSet([]*muster.Result{
 		{Target: "a", Action: "command", Value: map[string]any{"stdout": "A", "n": 1}},
 		{Target: "b", Action: "command", Value: map[string]any{"stdout": "B"}, Error: muster.Errorf("x/y", "boom")},
 	}, []*muster.Target{{Name: "a"}, {Name: "b"}})
@@ -96,7 +107,8 @@ func TestExpressions(t *testing.T) {
 		{"$r.find('b').ok", false},
 		{"$r.length", int64(2)},
 		{"$r[0].message", nil},
-		{"get_targets('x,y').names", []any{"x", "y"}},
+		{"echo(1, 'a').length", int64(2)},
+		{"echo().empty", true},
 		{"# comment\n/* block */ 1", int64(1)},
 	}
 	for _, c := range cases {
@@ -115,7 +127,7 @@ func TestExpressionErrors(t *testing.T) {
 	parseErrs := []string{"$", "1 +", "(1", "[1, 2", "{ 'a' 1 }", "foo(1)", "$a.nope", "String", "case $x {}",
 		"'unterminated", `"unterminated`, "$a.map |x| { 1 }", "@x", "1 -> 2", "$a[]", "/x/", "$x =~ /(/"}
 	for _, src := range parseErrs {
-		if _, err := ParseExpression("e.pp", 1, src); err == nil {
+		if _, err := ParseExpression("e.pp", 1, src, testFunctions); err == nil {
 			t.Errorf("%q: no parse error", src)
 		}
 	}
@@ -126,7 +138,8 @@ func TestExpressionErrors(t *testing.T) {
 		"1 < 'a'":          "cannot compare",
 		"undef[0]":         "cannot index undef",
 		"$nope":            "unknown variable",
-		"fail_plan('no')":  "no",
+		"\nfail(1)":        "e.pp:2: failed with 1 arguments",
+		"echo($a)":         "unknown variable $a",
 	}
 	for src, want := range runErrs {
 		_, err := evalSrc(t, src, nil)
@@ -137,8 +150,8 @@ func TestExpressionErrors(t *testing.T) {
 			t.Errorf("%q: got %v, want %q", src, err, want)
 		}
 	}
-	_, err := evalSrc(t, "fail_plan('no', 'my/kind')", nil)
-	if muster.KindOf(err) != "my/kind" {
-		t.Errorf("fail_plan kind: %v", err)
+	_, err := evalSrc(t, "1 / 0", nil)
+	if muster.KindOf(err) != KindEvaluation {
+		t.Errorf("kind of %v, want %s", err, KindEvaluation)
 	}
 }

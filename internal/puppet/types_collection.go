@@ -1,8 +1,10 @@
-package task
+package puppet
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -82,7 +84,7 @@ func (t *hashT) Check(v any) error {
 	if err := sizeErr(t, v, len(m), t.min, t.max); err != nil {
 		return err
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if t.key != nil {
 			if err := t.key.Check(k); err != nil {
 				return within(err, fmt.Sprintf("key %q", k))
@@ -143,7 +145,7 @@ func (t *structT) Check(v any) error {
 			return within(err, fmt.Sprintf("entry %q", f.name))
 		}
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !known[k] {
 			return &TypeError{Expected: t, Value: v, Msg: fmt.Sprintf("has unrecognized key %q", k)}
 		}
@@ -234,21 +236,21 @@ func (t *aliasT) String() string    { return t.name }
 func (t *aliasT) Optional() bool    { return t.t.Optional() }
 func (t *aliasT) WantsString() bool { return t.t.WantsString() }
 
-// isSensitive reports whether t is Sensitive[...], possibly inside Optional.
-func isSensitive(t Type) bool {
+// IsSensitive reports whether t is Sensitive[...], possibly inside Optional.
+func IsSensitive(t Type) bool {
 	switch x := t.(type) {
 	case *wrapT:
-		return x.name == "Sensitive" || x.t != nil && isSensitive(x.t)
+		return x.name == "Sensitive" || x.t != nil && IsSensitive(x.t)
 	case *aliasT:
-		return isSensitive(x.t)
+		return IsSensitive(x.t)
 	}
 	return false
 }
 
-// loosen returns t without its constraints (number ranges, string lengths,
+// Loosen returns t without its constraints (number ranges, string lengths,
 // patterns, enumerations, collection sizes), at every depth: the base type
 // a value must have before a constraint can be what it breaks.
-func loosen(t Type) Type {
+func Loosen(t Type) Type {
 	switch x := t.(type) {
 	case *integerT:
 		return &integerT{math.MinInt64, math.MaxInt64}
@@ -260,39 +262,39 @@ func loosen(t Type) Type {
 		if x.t == nil {
 			return x
 		}
-		return &wrapT{x.name, loosen(x.t)}
+		return &wrapT{x.name, Loosen(x.t)}
 	case *variantT:
 		ts := make([]Type, len(x.ts))
 		for i, e := range x.ts {
-			ts[i] = loosen(e)
+			ts[i] = Loosen(e)
 		}
 		return &variantT{ts}
 	case *arrayT:
 		var elem Type
 		if x.elem != nil {
-			elem = loosen(x.elem)
+			elem = Loosen(x.elem)
 		}
 		return &arrayT{elem, 0, math.MaxInt64}
 	case *hashT:
 		if x.key == nil {
 			return &hashT{nil, nil, 0, math.MaxInt64}
 		}
-		return &hashT{loosen(x.key), loosen(x.val), 0, math.MaxInt64}
+		return &hashT{Loosen(x.key), Loosen(x.val), 0, math.MaxInt64}
 	case *structT:
 		fs := make([]structField, len(x.fields))
 		for i, f := range x.fields {
-			f.t = loosen(f.t)
+			f.t = Loosen(f.t)
 			fs[i] = f
 		}
 		return &structT{fs}
 	case *tupleT:
 		ts := make([]Type, len(x.ts))
 		for i, e := range x.ts {
-			ts[i] = loosen(e)
+			ts[i] = Loosen(e)
 		}
 		return &tupleT{ts, 0, math.MaxInt64}
 	case *aliasT:
-		return loosen(x.t)
+		return Loosen(x.t)
 	}
 	return t
 }

@@ -1,15 +1,17 @@
-package plan
+package puppet
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/muster-run/muster"
 )
 
-func (ev *evaluator) call(n *callNode, s *scope) (any, error) {
+func (ev *evaluator) call(n *callNode, s *Scope) (any, error) {
 	var args []any
 	for _, a := range n.args {
 		v, err := ev.eval(a, s)
@@ -19,7 +21,7 @@ func (ev *evaluator) call(n *callNode, s *scope) (any, error) {
 		args = append(args, v)
 	}
 	if n.recv == nil {
-		if functions[n.name] {
+		if n.host || builtinFunctions[n.name] {
 			return ev.function(n, args)
 		}
 		if len(args) == 0 {
@@ -34,77 +36,40 @@ func (ev *evaluator) call(n *callNode, s *scope) (any, error) {
 	return ev.method(n, recv, args, s)
 }
 
+// function runs a call without a receiver of sprintf or of a host
+// function.
 func (ev *evaluator) function(n *callNode, args []any) (any, error) {
-	switch n.name {
-	case "get_targets", "get_target":
-		ts, err := ev.rs.resolve(args)
-		if err != nil {
-			return nil, ev.errf(n.off, "%s: %v", n.name, err)
-		}
-		if n.name == "get_target" {
-			if len(ts) != 1 {
-				return nil, ev.errf(n.off, "get_target: expected one target, got %d", len(ts))
-			}
-			return ts[0], nil
-		}
-		return normalize(ts), nil
-	case "sprintf":
-		if len(args) == 0 {
-			return nil, ev.errf(n.off, "sprintf needs a format")
-		}
-		f, ok := args[0].(string)
-		if !ok {
-			return nil, ev.errf(n.off, "sprintf format must be a String")
-		}
-		rest := make([]any, len(args)-1)
-		for i, a := range args[1:] {
-			if _, isColl := a.([]any); isColl {
-				a = puppetRepr(a)
-			}
-			rest[i] = a
-		}
-		return fmt.Sprintf(f, rest...), nil
-	case "fail_plan":
-		return nil, failPlan(args)
-	case "run_plan", "run_command", "wait_until_available":
-		return ev.action(n, args)
-	case "out::message", "out::verbose":
-		var parts []string
-		for _, a := range args {
-			parts = append(parts, toString(a))
-		}
-		ev.rs.r.Message(strings.Join(parts, " "))
-		return nil, nil
+	if !n.host {
+		return ev.sprintf(n, args)
 	}
-	return nil, ev.errf(n.off, "unknown function %s", n.name)
+	if ev.host == nil {
+		return nil, ev.errf(n.off, "unknown function %s", n.name)
+	}
+	return ev.host.CallFunction(&Call{Name: n.name, Args: args, ev: ev, off: n.off})
 }
 
-// failPlan builds the error of fail_plan(msg, [kind], [details]) or
-// fail_plan($error).
-func failPlan(args []any) error {
-	if len(args) > 0 {
-		if e, ok := args[0].(*muster.Error); ok {
-			return e
+// sprintf formats with Go's verbs, rendering arrays as Puppet does.
+func (ev *evaluator) sprintf(n *callNode, args []any) (any, error) {
+	if len(args) == 0 {
+		return nil, ev.errf(n.off, "sprintf needs a format")
+	}
+	f, ok := args[0].(string)
+	if !ok {
+		return nil, ev.errf(n.off, "sprintf format must be a String")
+	}
+	rest := make([]any, len(args)-1)
+	for i, a := range args[1:] {
+		if _, isColl := a.([]any); isColl {
+			a = puppetRepr(a)
 		}
+		rest[i] = a
 	}
-	e := &muster.Error{Kind: KindPlanFailure, Msg: "plan failed", Details: map[string]any{}}
-	if len(args) > 0 {
-		e.Msg = toString(args[0])
-	}
-	if len(args) > 1 && toString(args[1]) != "" {
-		e.Kind = toString(args[1])
-	}
-	if len(args) > 2 {
-		if d, ok := args[2].(map[string]any); ok {
-			e.Details = d
-		}
-	}
-	return e
+	return fmt.Sprintf(f, rest...), nil
 }
 
-func (ev *evaluator) callLambda(n *callNode, s *scope, args ...any) (any, error) {
+func (ev *evaluator) callLambda(n *callNode, s *Scope, args ...any) (any, error) {
 	l := n.lambda
-	ls := newScope(s)
+	ls := NewScope(s)
 	for i, p := range l.params {
 		if i < len(args) {
 			ls.vars[p] = args[i]
@@ -131,20 +96,10 @@ func iterate(v any, nparams int, fn func(args ...any) error) (bool, error) {
 				return true, err
 			}
 		}
-	case *resultSet:
-		for i, e := range c.items {
-			var err error
-			if nparams >= 2 {
-				err = fn(int64(i), e)
-			} else {
-				err = fn(e)
-			}
-			if err != nil {
-				return true, err
-			}
-		}
+	case *ResultSet:
+		return iterate(c.itemsAny(), nparams, fn)
 	case map[string]any:
-		for _, k := range sortedKeys(c) {
+		for _, k := range slices.Sorted(maps.Keys(c)) {
 			var err error
 			if nparams >= 2 {
 				err = fn(k, c[k])
@@ -161,7 +116,7 @@ func iterate(v any, nparams int, fn func(args ...any) error) (bool, error) {
 	return true, nil
 }
 
-func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, error) {
+func (ev *evaluator) method(n *callNode, recv any, args []any, s *Scope) (any, error) {
 	name := n.name
 	arg := func(i int) any {
 		if i < len(args) {
@@ -182,7 +137,7 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 		}
 		var out []any
 		outHash := map[string]any{}
-		outSet := &resultSet{}
+		outSet := &ResultSet{}
 		found := false
 		ok, err := iterate(recv, len(n.lambda.params), func(a ...any) error {
 			v, err := ev.callLambda(n, s, a...)
@@ -193,7 +148,7 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 			case "map":
 				out = append(out, v)
 			case "filter", "filter_set":
-				if truthy(v) {
+				if Truthy(v) {
 					if _, isHash := recv.(map[string]any); isHash {
 						k := a[0]
 						if len(a) == 1 {
@@ -203,15 +158,15 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 					} else {
 						e := a[len(a)-1]
 						out = append(out, e)
-						if r, isRes := e.(*result); isRes {
-							outSet.items = append(outSet.items, r)
+						if r, isRes := e.(*Result); isRes {
+							outSet.Items = append(outSet.Items, r)
 						}
 					}
 				}
 			case "any":
-				found = found || truthy(v)
+				found = found || Truthy(v)
 			case "all":
-				if !truthy(v) {
+				if !Truthy(v) {
 					found = true
 				}
 			}
@@ -221,7 +176,7 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 			return nil, err
 		}
 		if !ok {
-			return nil, ev.errf(n.off, "cannot call %s on a %s", name, typeName(recv))
+			return nil, ev.errf(n.off, "cannot call %s on a %s", name, TypeName(recv))
 		}
 		switch name {
 		case "each":
@@ -234,7 +189,7 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 			if _, isHash := recv.(map[string]any); isHash {
 				return outHash, nil
 			}
-			if _, isSet := recv.(*resultSet); isSet && name == "filter_set" {
+			if _, isSet := recv.(*ResultSet); isSet && name == "filter_set" {
 				return outSet, nil
 			}
 		}
@@ -261,7 +216,7 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 			return err
 		})
 		if !ok {
-			return nil, ev.errf(n.off, "cannot call reduce on a %s", typeName(recv))
+			return nil, ev.errf(n.off, "cannot call reduce on a %s", TypeName(recv))
 		}
 		return memo, err
 	}
@@ -271,56 +226,56 @@ func (ev *evaluator) method(n *callNode, recv any, args []any, s *scope) (any, e
 	if v, handled, err := ev.collectionMethod(n, recv, arg, s); handled {
 		return v, err
 	}
-	return nil, ev.errf(n.off, "cannot call %s on a %s", name, typeName(recv))
+	return nil, ev.errf(n.off, "cannot call %s on a %s", name, TypeName(recv))
 }
 
 // member implements the attributes of Results, ResultSets, Targets and
 // Errors.
 func (ev *evaluator) member(recv any, name string, arg func(int) any) (any, bool) {
 	switch x := recv.(type) {
-	case *resultSet:
+	case *ResultSet:
 		switch name {
 		case "ok":
-			return x.ok(), true
+			return x.OK(), true
 		case "ok_set":
-			return x.subset(true), true
+			return x.Subset(true), true
 		case "error_set":
-			return x.subset(false), true
+			return x.Subset(false), true
 		case "targets":
-			return x.targets(), true
+			return x.Targets(), true
 		case "names":
-			return x.names(), true
+			return x.Names(), true
 		case "to_data":
 			return ToData(x), true
 		case "find":
-			for _, r := range x.items {
-				if r.r.Target == toString(arg(0)) {
+			for _, r := range x.Items {
+				if r.Result.Target == ToString(arg(0)) {
 					return r, true
 				}
 			}
 			return nil, true
 		}
-	case *result:
+	case *Result:
 		switch name {
 		case "ok":
-			return x.r.OK(), true
+			return x.Result.OK(), true
 		case "value":
-			return normalize(x.r.Value), true
+			return Normalize(x.Result.Value), true
 		case "target":
-			return x.t, true
+			return x.Target, true
 		case "error":
-			if x.r.Error == nil {
+			if x.Result.Error == nil {
 				return nil, true
 			}
-			return x.r.Error, true
+			return x.Result.Error, true
 		case "message":
-			return x.message(), true
+			return x.Message(), true
 		case "status":
-			return x.r.Status(), true
+			return x.Result.Status(), true
 		case "action":
-			return x.r.Action, true
+			return x.Result.Action, true
 		case "to_data":
-			return x.r, true
+			return x.Result, true
 		}
 	case *muster.Target:
 		switch name {
@@ -331,9 +286,9 @@ func (ev *evaluator) member(recv any, name string, arg func(int) any) (any, bool
 		case "host":
 			return x.Host, true
 		case "vars":
-			return normalize(x.Vars), true
+			return Normalize(x.Vars), true
 		case "facts":
-			return normalize(x.Facts), true
+			return Normalize(x.Facts), true
 		}
 	case *muster.Error:
 		switch name {
@@ -342,7 +297,7 @@ func (ev *evaluator) member(recv any, name string, arg func(int) any) (any, bool
 		case "kind":
 			return x.Kind, true
 		case "details":
-			return normalize(x.Details), true
+			return Normalize(x.Details), true
 		case "issue_code":
 			return x.IssueCode, true
 		}
@@ -366,8 +321,8 @@ func (ev *evaluator) member(recv any, name string, arg func(int) any) (any, bool
 	return nil, false
 }
 
-func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, s *scope) (any, bool, error) {
-	if rs, ok := recv.(*resultSet); ok {
+func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, s *Scope) (any, bool, error) {
+	if rs, ok := recv.(*ResultSet); ok {
 		recv = rs.itemsAny()
 	}
 	switch x := recv.(type) {
@@ -391,10 +346,10 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 			case *regexp.Regexp:
 				parts = sep.Split(x, -1)
 			default:
-				if re, err := regexp.Compile(toString(sep)); err == nil {
+				if re, err := regexp.Compile(ToString(sep)); err == nil {
 					parts = re.Split(x, -1)
 				} else {
-					parts = strings.Split(x, toString(sep))
+					parts = strings.Split(x, ToString(sep))
 				}
 			}
 			out := make([]any, len(parts))
@@ -417,7 +372,7 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 				if err != nil {
 					return nil, true, err
 				}
-				if truthy(v) {
+				if Truthy(v) {
 					c++
 				}
 			}
@@ -427,9 +382,9 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 		case "join":
 			parts := make([]string, len(x))
 			for i, e := range x {
-				parts[i] = toString(e)
+				parts[i] = ToString(e)
 			}
-			return strings.Join(parts, toString(arg(0))), true, nil
+			return strings.Join(parts, ToString(arg(0))), true, nil
 		case "first", "last":
 			if len(x) == 0 {
 				return nil, true, nil
@@ -456,7 +411,7 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 			sort.SliceStable(out, func(i, j int) bool {
 				c, ok := compare(out[i], out[j])
 				if !ok && bad == nil {
-					bad = ev.errf(n.off, "sort: cannot compare %s with %s", typeName(out[i]), typeName(out[j]))
+					bad = ev.errf(n.off, "sort: cannot compare %s with %s", TypeName(out[i]), TypeName(out[j]))
 				}
 				return c < 0
 			})
@@ -470,13 +425,13 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 			return len(x) == 0, true, nil
 		case "keys":
 			out := []any{}
-			for _, k := range sortedKeys(x) {
+			for _, k := range slices.Sorted(maps.Keys(x)) {
 				out = append(out, k)
 			}
 			return out, true, nil
 		case "values":
 			out := []any{}
-			for _, k := range sortedKeys(x) {
+			for _, k := range slices.Sorted(maps.Keys(x)) {
 				out = append(out, x[k])
 			}
 			return out, true, nil
@@ -491,14 +446,6 @@ func (ev *evaluator) collectionMethod(n *callNode, recv any, arg func(int) any, 
 	return nil, false, nil
 }
 
-func (s *resultSet) itemsAny() []any {
-	out := make([]any, len(s.items))
-	for i, r := range s.items {
-		out[i] = r
-	}
-	return out
-}
-
 func flatten(x []any) []any {
 	out := []any{}
 	for _, e := range x {
@@ -509,74 +456,4 @@ func flatten(x []any) []any {
 		}
 	}
 	return out
-}
-
-// action implements run_plan(name, {params}), run_command(cmd, targets,
-// {options}) and wait_until_available(targets, {wait_time => s}) in
-// expressions. Options are Bolt's _catch_errors, _run_as and _env_vars.
-func (ev *evaluator) action(n *callNode, args []any) (any, error) {
-	opt := func(i int) map[string]any {
-		if i < len(args) {
-			if m, ok := args[i].(map[string]any); ok {
-				return m
-			}
-		}
-		return map[string]any{}
-	}
-	if n.name == "run_plan" {
-		if len(args) == 0 {
-			return nil, ev.errf(n.off, "run_plan needs a plan name")
-		}
-		params := map[string]any{}
-		catch, runAs := false, ""
-		for k, v := range opt(1) {
-			switch k {
-			case "_catch_errors":
-				catch = truthy(v)
-			case "_run_as":
-				runAs = toString(v)
-			default:
-				params[k] = v
-			}
-		}
-		return ev.rs.nested(toString(args[0]), params, runAs, catch)
-	}
-	ti, oi := 1, 2
-	if n.name == "wait_until_available" {
-		ti, oi = 0, 1
-	}
-	if len(args) <= ti {
-		return nil, ev.errf(n.off, "%s needs targets", n.name)
-	}
-	ts, err := ev.rs.resolve([]any{args[ti]})
-	if err != nil {
-		return nil, ev.errf(n.off, "%s: %v", n.name, err)
-	}
-	opts := opt(oi)
-	catch := truthy(opts["_catch_errors"])
-	o := StepOptions{RunAs: toString(opts["_run_as"])}
-	if env, ok := opts["_env_vars"].(map[string]any); ok {
-		o.Env = map[string]string{}
-		for k, v := range env {
-			o.Env[k] = toString(v)
-		}
-	}
-	ctx, r := ev.rs.ctx, ev.rs.r
-	if n.name == "run_command" {
-		cmd := toString(args[0])
-		return ev.rs.act("run_command", cmd, ts, o, catch, func(o StepOptions) ([]*muster.Result, error) {
-			return r.RunCommand(ctx, ts, cmd, o)
-		})
-	}
-	var b Batch
-	wait := any(int64(120))
-	if w, ok := opts["wait_time"]; ok {
-		wait = w
-	}
-	if err := applyBatchKey(&b, "pause", wait); err != nil {
-		return nil, ev.errf(n.off, "wait_time: %v", err)
-	}
-	return ev.rs.act("wait_until_available", fmt.Sprint(b.Pause), ts, o, catch, func(StepOptions) ([]*muster.Result, error) {
-		return r.WaitUntilAvailable(ctx, ts, b.Pause)
-	})
 }

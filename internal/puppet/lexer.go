@@ -1,7 +1,6 @@
-package plan
+package puppet
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 )
@@ -25,62 +24,6 @@ type token struct {
 	text string // name, punctuation or number text
 	str  *strNode
 	re   *regexp.Regexp
-}
-
-// maxDepth bounds nesting so that hostile input cannot exhaust the stack.
-const maxDepth = 100
-
-type parser struct {
-	src   string
-	pos   int
-	tok   token
-	prev  token
-	depth int
-	err   *SyntaxError
-	// leadingVar turns a leading bare word into a variable, as in "${name}".
-	leadingVar bool
-}
-
-// ParseExpression parses src, a piece of plan code (one or more
-// statements; the value is the last one's), into an Expr. Unsupported
-// constructs are reported as *SyntaxError.
-func ParseExpression(file string, line int, src string) (*Expr, error) {
-	p := &parser{src: src}
-	p.next()
-	b := p.parseStatements(tEOF, "")
-	if p.err != nil {
-		return nil, p.err
-	}
-	return &Expr{File: file, Line: line, Src: src, root: b}, nil
-}
-
-// parseInterpolation parses the already-unescaped text of a YAML
-// double-quoted scalar as an interpolated string.
-func parseInterpolation(file string, line int, src string) (*Expr, error) {
-	p := &parser{src: src}
-	n := p.lexString(0, 0, false)
-	if p.err != nil {
-		return nil, p.err
-	}
-	return &Expr{File: file, Line: line, Src: src, root: n}, nil
-}
-
-func (p *parser) fail(off int, format string, args ...any) {
-	if p.err == nil {
-		p.err = &SyntaxError{Offset: off, Msg: fmt.Sprintf(format, args...)}
-	}
-	p.tok = token{kind: tEOF, off: len(p.src), end: len(p.src)}
-	p.pos = len(p.src)
-}
-
-func (p *parser) next() {
-	p.prev = p.tok
-	if p.err != nil {
-		p.tok = token{kind: tEOF, off: len(p.src)}
-		return
-	}
-	p.tok = p.lex()
-	p.pos = p.tok.end
 }
 
 func isNameStart(c byte) bool { return c >= 'a' && c <= 'z' || c == '_' }
@@ -268,11 +211,11 @@ func (p *parser) lexString(i, off int, quoted bool) *strNode {
 		}
 		if c == '$' && strings.HasPrefix(p.src[i:], "${") {
 			flush(i)
-			if p.depth >= maxDepth {
+			if p.depth >= MaxDepth {
 				p.fail(i, "expression nested too deeply")
 				return s
 			}
-			sub := &parser{src: p.src, pos: i + 2, leadingVar: true, depth: p.depth + 1}
+			sub := &parser{src: p.src, pos: i + 2, leadingVar: true, depth: p.depth + 1, functions: p.functions}
 			sub.next()
 			blk := sub.parseStatements(tPunct, "}")
 			if sub.err != nil {
@@ -297,149 +240,4 @@ func (p *parser) lexString(i, off int, quoted bool) *strNode {
 	flush(i)
 	p.pos = i
 	return s
-}
-
-func (p *parser) is(text string) bool { return p.tok.kind == tPunct && p.tok.text == text }
-func (p *parser) isName(text string) bool {
-	return p.tok.kind == tName && p.tok.text == text
-}
-
-func (p *parser) expect(text string) {
-	if !p.is(text) {
-		p.fail(p.tok.off, "expected %q, found %s", text, p.describe())
-		return
-	}
-	p.next()
-}
-
-func (p *parser) describe() string {
-	switch p.tok.kind {
-	case tEOF:
-		return "end of expression"
-	case tString:
-		return "a string"
-	}
-	return fmt.Sprintf("%q", p.src[p.tok.off:p.tok.end])
-}
-
-// parseStatements parses statements until the closing token (kind, text),
-// which is left as the current token.
-func (p *parser) parseStatements(kind int, text string) *blockNode {
-	b := &blockNode{off: p.tok.off}
-	for p.err == nil {
-		if p.tok.kind == kind && (kind == tEOF || p.tok.text == text) {
-			return b
-		}
-		if p.tok.kind == tEOF {
-			p.fail(p.tok.off, "expected %q before the end of the expression", text)
-			return b
-		}
-		if p.is(";") {
-			p.next()
-			continue
-		}
-		b.stmts = append(b.stmts, p.parseStatement())
-	}
-	return b
-}
-
-func (p *parser) parseStatement() node {
-	if p.tok.kind == tVar {
-		// Lookahead for assignment without consuming.
-		save, savePrev, savePos := p.tok, p.prev, p.pos
-		p.next()
-		if p.is("=") {
-			p.next()
-			return &assignNode{off: save.off, name: save.text, x: p.parseExpr()}
-		}
-		p.tok, p.prev, p.pos = save, savePrev, savePos
-	}
-	return p.parseExpr()
-}
-
-func (p *parser) parseExpr() node {
-	p.depth++
-	defer func() { p.depth-- }()
-	if p.depth > maxDepth {
-		p.fail(p.tok.off, "expression nested too deeply")
-		return &litNode{}
-	}
-	return p.parseOr()
-}
-
-func (p *parser) parseOr() node {
-	l := p.parseAnd()
-	for p.isName("or") {
-		off := p.tok.off
-		p.next()
-		l = &binNode{off: off, op: "or", l: l, r: p.parseAnd()}
-	}
-	return l
-}
-
-func (p *parser) parseAnd() node {
-	l := p.parseCompare()
-	for p.isName("and") {
-		off := p.tok.off
-		p.next()
-		l = &binNode{off: off, op: "and", l: l, r: p.parseCompare()}
-	}
-	return l
-}
-
-var compareOps = map[string]bool{"==": true, "!=": true, "<": true, ">": true, "<=": true, ">=": true, "=~": true, "!~": true}
-
-func (p *parser) parseCompare() node {
-	l := p.parseAdd()
-	for (p.tok.kind == tPunct && compareOps[p.tok.text]) || p.isName("in") {
-		op, off := p.tok.text, p.tok.off
-		p.next()
-		var r node
-		if (op == "=~" || op == "!~") && p.tok.kind == tRegex {
-			r = &regexNode{off: p.tok.off, re: p.tok.re}
-			p.next()
-		} else {
-			r = p.parseAdd()
-		}
-		l = &binNode{off: off, op: op, l: l, r: r}
-	}
-	return l
-}
-
-func (p *parser) parseAdd() node {
-	l := p.parseMul()
-	for p.is("+") || p.is("-") {
-		op, off := p.tok.text, p.tok.off
-		p.next()
-		l = &binNode{off: off, op: op, l: l, r: p.parseMul()}
-	}
-	return l
-}
-
-func (p *parser) parseMul() node {
-	l := p.parseUnary()
-	for p.is("*") || p.is("/") || p.is("%") {
-		op, off := p.tok.text, p.tok.off
-		p.next()
-		l = &binNode{off: off, op: op, l: l, r: p.parseUnary()}
-	}
-	return l
-}
-
-func (p *parser) parseUnary() node {
-	if p.is("!") || p.is("-") || p.isName("not") {
-		op, off := p.tok.text, p.tok.off
-		if op == "not" {
-			op = "!"
-		}
-		p.next()
-		p.depth++
-		defer func() { p.depth-- }()
-		if p.depth > maxDepth {
-			p.fail(off, "expression nested too deeply")
-			return &litNode{}
-		}
-		return &unNode{off: off, op: op, x: p.parseUnary()}
-	}
-	return p.parsePostfix(p.parsePrimary())
 }

@@ -1,8 +1,4 @@
-// Package task is muster's pure task engine: the Puppet type language used by
-// task parameters, task metadata, discovery on the module path, parameter
-// parsing and validation, input encoding and output interpretation, all with
-// Bolt's semantics. It does no I/O beyond reading a module path.
-package task
+package puppet
 
 import (
 	"encoding/json"
@@ -51,6 +47,10 @@ type TypeError struct {
 // Error reads like Puppet's: `expects an Integer[1, 65535] value, got String`.
 func (e *TypeError) Error() string { return e.describe(false) }
 
+// ErrorWithValue is Error in the shorter form that shows the value:
+// `expects Integer[1, 65535], got String "abc"`.
+func (e *TypeError) ErrorWithValue() string { return e.describe(true) }
+
 // describe renders the mismatch; with withValue it uses the shorter
 // `expects T, got String "abc"` form that shows the value.
 func (e *TypeError) describe(withValue bool) string {
@@ -84,7 +84,7 @@ func article(s string) string {
 }
 
 func shortJSON(v any) string {
-	s := compactJSON(v)
+	s := CompactJSON(v)
 	if utf8.RuneCountInString(s) > 60 {
 		r := []rune(s)
 		s = string(r[:57]) + "..."
@@ -128,12 +128,12 @@ func ValueTypeName(v any) string {
 		}
 		return "Float"
 	case float64:
-		if _, ok := asInt(x); ok && !strings.ContainsAny(strconv.FormatFloat(x, 'g', -1, 64), ".e") {
+		if _, ok := AsInt(x); ok && !strings.ContainsAny(strconv.FormatFloat(x, 'g', -1, 64), ".e") {
 			return "Integer"
 		}
 		return "Float"
 	case float32, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
-		if _, ok := asInt(x); ok {
+		if _, ok := AsInt(x); ok {
 			return "Integer"
 		}
 		return "Float"
@@ -141,9 +141,10 @@ func ValueTypeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// asInt returns v as an integer when it is an integral number in range:
-// 3 and 3.0 are integers, 1.5 is not.
-func asInt(v any) (int64, bool) {
+// AsInt returns v, a number as decoded from JSON or a Go integer, as an
+// integer when it is integral and in range: 3 and 3.0 are integers, 1.5 is
+// not.
+func AsInt(v any) (int64, bool) {
 	var f float64
 	switch x := v.(type) {
 	case json.Number:
@@ -209,7 +210,7 @@ func asFloat(v any) (float64, bool) {
 	case float32:
 		f = float64(x)
 	default:
-		n, ok := asInt(v)
+		n, ok := AsInt(v)
 		return float64(n), ok
 	}
 	return f, !math.IsInf(f, 0) && !math.IsNaN(f)
@@ -318,11 +319,17 @@ func intRange(min, max, dmin, dmax int64) string {
 type integerT struct{ min, max int64 }
 
 func (t *integerT) Check(v any) error {
-	n, ok := asInt(v)
+	n, ok := AsInt(v)
+	return checkRange(t, v, n, ok, t.min, t.max)
+}
+
+// checkRange checks n, v as a number (ok says whether it is one of the
+// right kind), against the range [min, max] of t.
+func checkRange[N int64 | float64](t Type, v any, n N, ok bool, min, max N) error {
 	if !ok {
 		return mismatch(t, v)
 	}
-	if n < t.min || n > t.max {
+	if n < min || n > max {
 		return broken(t, v, "out of range")
 	}
 	return nil
@@ -339,13 +346,7 @@ type floatT struct{ min, max float64 }
 
 func (t *floatT) Check(v any) error {
 	f, ok := asFloat(v)
-	if !ok {
-		return mismatch(t, v)
-	}
-	if f < t.min || f > t.max {
-		return broken(t, v, "out of range")
-	}
-	return nil
+	return checkRange(t, v, f, ok, t.min, t.max)
 }
 func (t *floatT) String() string {
 	lo, hi := math.IsInf(t.min, -1), math.IsInf(t.max, 1)
@@ -512,6 +513,9 @@ func joinTypes(ts []Type) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// AnyType returns the type Any, which a task parameter without a type has.
+func AnyType() Type { return simpleTypes["Any"] }
 
 var simpleTypes = map[string]Type{
 	"Any":                 newSimple("Any", true, false, anyValue),

@@ -1,10 +1,11 @@
-package plan
+package puppet
 
-// checkVars reports the first variable used in n that is neither in
-// outer nor assigned or bound earlier in n, as a *SyntaxError.
-func checkVars(n node, outer map[string]bool) error {
+// CheckVars reports the first variable that e uses and that is neither in
+// known nor assigned or bound earlier in e, as a *SyntaxError, so that a
+// misspelt variable fails at load time rather than when the code runs.
+func (e *Expr) CheckVars(known map[string]bool) error {
 	c := &varChecker{}
-	c.walk(n, &checkScope{vars: map[string]bool{}, parent: &checkScope{vars: outer}})
+	c.walk(e.root, &checkScope{vars: map[string]bool{}, parent: &checkScope{vars: known}})
 	if c.err != nil {
 		return c.err
 	}

@@ -1,4 +1,4 @@
-package plan
+package puppet
 
 import (
 	"fmt"
@@ -36,11 +36,13 @@ type (
 		x   node
 		idx []node
 	}
-	// callNode is a function call (recv nil) or a method call.
+	// callNode is a function call (recv nil) or a method call. host
+	// marks a call of a host function.
 	callNode struct {
 		off    int
 		recv   node
 		name   string
+		host   bool
 		args   []node
 		lambda *lambdaNode
 	}
@@ -96,7 +98,7 @@ func (n *unNode) offset() int     { return n.off }
 func (n *ifNode) offset() int     { return n.off }
 func (n *regexNode) offset() int  { return n.off }
 
-// Expr is a parsed piece of plan code with where it came from.
+// Expr is a parsed piece of code with where it came from.
 type Expr struct {
 	File string
 	// Line is the line of Src's first byte in File.
@@ -105,8 +107,8 @@ type Expr struct {
 	root node
 }
 
-// lineOf returns the file line of byte offset off in e.Src.
-func (e *Expr) lineOf(off int) int {
+// LineOf returns the file line of byte offset off in e.Src.
+func (e *Expr) LineOf(off int) int {
 	if off > len(e.Src) {
 		off = len(e.Src)
 	}
@@ -123,6 +125,7 @@ type SyntaxError struct {
 	Msg    string
 }
 
+// Error renders "offset N: message".
 func (e *SyntaxError) Error() string { return fmt.Sprintf("offset %d: %s", e.Offset, e.Msg) }
 
 // methods are the method names the expression language knows. Each can
@@ -141,12 +144,9 @@ var methods = map[string]bool{
 	"facts": true, "msg": true, "kind": true, "details": true, "issue_code": true,
 }
 
-// functions are the functions callable without a receiver, besides methods.
-var functions = map[string]bool{
-	"get_targets": true, "get_target": true, "sprintf": true, "fail_plan": true,
-	"out::message": true, "out::verbose": true, "run_plan": true,
-	"run_command": true, "wait_until_available": true,
-}
+// builtinFunctions are the functions callable without a receiver besides
+// methods and the host's functions.
+var builtinFunctions = map[string]bool{"sprintf": true}
 
 var keywords = map[string]bool{
 	"if": true, "unless": true, "else": true, "elsif": true, "and": true, "or": true,

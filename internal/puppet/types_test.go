@@ -1,16 +1,20 @@
-package task
+package puppet
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 )
 
-// j decodes a JSON literal the way task parameters are decoded.
+// j decodes a JSON literal the way task parameters are decoded, keeping
+// numbers as json.Number.
 func j(t *testing.T, s string) any {
 	t.Helper()
-	v, err := decodeJSON([]byte(s))
-	if err != nil {
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		t.Fatalf("bad test JSON %q: %v", s, err)
 	}
 	return v

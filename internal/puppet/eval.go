@@ -1,4 +1,4 @@
-package plan
+package puppet
 
 import (
 	"fmt"
@@ -9,19 +9,23 @@ import (
 	"github.com/muster-run/muster"
 )
 
-// KindEvaluation is the error kind of a plan expression that fails while
-// the plan runs (a type mismatch, a division by zero).
+// KindEvaluation is the error kind of an expression that fails while it
+// is evaluated (a type mismatch, a division by zero).
 const KindEvaluation = "muster/evaluation-error"
 
-// scope holds variables; lambdas and blocks get a child scope.
-type scope struct {
+// Scope holds variables; lambdas and blocks get a child scope.
+type Scope struct {
 	vars   map[string]any
-	parent *scope
+	parent *Scope
 }
 
-func newScope(parent *scope) *scope { return &scope{vars: map[string]any{}, parent: parent} }
+// NewScope returns an empty scope inside parent, which may be nil.
+func NewScope(parent *Scope) *Scope { return &Scope{vars: map[string]any{}, parent: parent} }
 
-func (s *scope) get(name string) (any, bool) {
+// Set binds name to v in s itself.
+func (s *Scope) Set(name string, v any) { s.vars[name] = v }
+
+func (s *Scope) get(name string) (any, bool) {
 	for ; s != nil; s = s.parent {
 		if v, ok := s.vars[name]; ok {
 			return v, true
@@ -30,23 +34,48 @@ func (s *scope) get(name string) (any, bool) {
 	return nil, false
 }
 
+// Host performs the host functions that code may call, the names given
+// to ParseExpression: a plan's get_targets, run_command or out::message.
+type Host interface {
+	// CallFunction runs c.Name with c.Args. An error made with c.Errorf
+	// names the file and line of the call; any other error is returned
+	// from Eval as it is.
+	CallFunction(c *Call) (any, error)
+}
+
+// Call is one call of a host function.
+type Call struct {
+	// Name is the function's name, as in get_targets or out::message.
+	Name string
+	// Args are the evaluated arguments.
+	Args []any
+	ev   *evaluator
+	off  int
+}
+
+// Errorf returns a muster/evaluation-error "file:line: message" located at
+// the call.
+func (c *Call) Errorf(format string, args ...any) error { return c.ev.errf(c.off, format, args...) }
+
 // evaluator evaluates one Expr.
 type evaluator struct {
-	x  *Expr
-	rs *runState
+	x    *Expr
+	host Host
 }
 
 func (ev *evaluator) errf(off int, format string, args ...any) error {
-	return muster.Errorf(KindEvaluation, "%s:%d: %s", ev.x.File, ev.x.lineOf(off), fmt.Sprintf(format, args...))
+	return muster.Errorf(KindEvaluation, "%s:%d: %s", ev.x.File, ev.x.LineOf(off), fmt.Sprintf(format, args...))
 }
 
-// Eval evaluates e in scope s.
-func (e *Expr) eval(rs *runState, s *scope) (any, error) {
-	ev := &evaluator{x: e, rs: rs}
+// Eval evaluates e in scope s, with host performing the host functions.
+// Assignments bind in s. A failure is a *muster.Error of KindEvaluation
+// naming file and line, or an error of the host.
+func (e *Expr) Eval(s *Scope, host Host) (any, error) {
+	ev := &evaluator{x: e, host: host}
 	return ev.eval(e.root, s)
 }
 
-func (ev *evaluator) evalBlock(b *blockNode, s *scope) (any, error) {
+func (ev *evaluator) evalBlock(b *blockNode, s *Scope) (any, error) {
 	var v any
 	var err error
 	for _, st := range b.stmts {
@@ -57,7 +86,7 @@ func (ev *evaluator) evalBlock(b *blockNode, s *scope) (any, error) {
 	return v, nil
 }
 
-func (ev *evaluator) eval(n node, s *scope) (any, error) {
+func (ev *evaluator) eval(n node, s *Scope) (any, error) {
 	switch n := n.(type) {
 	case *litNode:
 		return n.v, nil
@@ -90,7 +119,7 @@ func (ev *evaluator) eval(n node, s *scope) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			b.WriteString(toString(v))
+			b.WriteString(ToString(v))
 		}
 		return b.String(), nil
 	case *arrayNode:
@@ -114,7 +143,7 @@ func (ev *evaluator) eval(n node, s *scope) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[toString(k)] = v
+			out[ToString(k)] = v
 		}
 		return out, nil
 	case *indexNode:
@@ -127,7 +156,7 @@ func (ev *evaluator) eval(n node, s *scope) (any, error) {
 			return nil, err
 		}
 		if n.op == "!" {
-			return !truthy(v), nil
+			return !Truthy(v), nil
 		}
 		switch x := v.(type) {
 		case int64:
@@ -135,17 +164,17 @@ func (ev *evaluator) eval(n node, s *scope) (any, error) {
 		case float64:
 			return -x, nil
 		}
-		return nil, ev.errf(n.off, "cannot negate a %s", typeName(v))
+		return nil, ev.errf(n.off, "cannot negate a %s", TypeName(v))
 	case *ifNode:
 		c, err := ev.eval(n.cond, s)
 		if err != nil {
 			return nil, err
 		}
-		if truthy(c) != n.neg {
-			return ev.evalBlock(n.then, newScope(s))
+		if Truthy(c) != n.neg {
+			return ev.evalBlock(n.then, NewScope(s))
 		}
 		if n.els != nil {
-			return ev.eval(n.els, newScope(s))
+			return ev.eval(n.els, NewScope(s))
 		}
 		return nil, nil
 	case *binNode:
@@ -154,18 +183,18 @@ func (ev *evaluator) eval(n node, s *scope) (any, error) {
 	return nil, ev.errf(n.offset(), "cannot evaluate %T", n)
 }
 
-func (ev *evaluator) binary(n *binNode, s *scope) (any, error) {
+func (ev *evaluator) binary(n *binNode, s *Scope) (any, error) {
 	l, err := ev.eval(n.l, s)
 	if err != nil {
 		return nil, err
 	}
 	switch n.op {
 	case "and":
-		if !truthy(l) {
+		if !Truthy(l) {
 			return false, nil
 		}
 	case "or":
-		if truthy(l) {
+		if Truthy(l) {
 			return true, nil
 		}
 	}
@@ -175,7 +204,7 @@ func (ev *evaluator) binary(n *binNode, s *scope) (any, error) {
 	}
 	switch n.op {
 	case "and", "or":
-		return truthy(r), nil
+		return Truthy(r), nil
 	case "==":
 		return equal(l, r), nil
 	case "!=":
@@ -185,13 +214,13 @@ func (ev *evaluator) binary(n *binNode, s *scope) (any, error) {
 	case "=~", "!~":
 		str, ok := l.(string)
 		if !ok {
-			return nil, ev.errf(n.off, "=~ needs a String on the left, got %s", typeName(l))
+			return nil, ev.errf(n.off, "=~ needs a String on the left, got %s", TypeName(l))
 		}
 		re, ok := r.(*regexp.Regexp)
 		if !ok {
 			src, isStr := r.(string)
 			if !isStr {
-				return nil, ev.errf(n.off, "=~ needs a regular expression or String on the right, got %s", typeName(r))
+				return nil, ev.errf(n.off, "=~ needs a regular expression or String on the right, got %s", TypeName(r))
 			}
 			if re, err = regexp.Compile(src); err != nil {
 				return nil, ev.errf(n.off, "invalid regular expression %q: %v", src, err)
@@ -201,7 +230,7 @@ func (ev *evaluator) binary(n *binNode, s *scope) (any, error) {
 	case "<", ">", "<=", ">=":
 		c, ok := compare(l, r)
 		if !ok {
-			return nil, ev.errf(n.off, "cannot compare %s with %s", typeName(l), typeName(r))
+			return nil, ev.errf(n.off, "cannot compare %s with %s", TypeName(l), TypeName(r))
 		}
 		switch n.op {
 		case "<":
@@ -258,16 +287,16 @@ func (ev *evaluator) arith(n *binNode, l, r any) (any, error) {
 		case []any:
 			if n.op == "-" {
 				for _, k := range y {
-					delete(out, toString(k))
+					delete(out, ToString(k))
 				}
 				return out, nil
 			}
 		}
 	}
-	a, ok1 := toNumber(l)
-	b, ok2 := toNumber(r)
+	a, ok1 := ToNumber(l)
+	b, ok2 := ToNumber(r)
 	if !ok1 || !ok2 {
-		return nil, ev.errf(n.off, "operator %s is not defined for %s and %s", n.op, typeName(l), typeName(r))
+		return nil, ev.errf(n.off, "operator %s is not defined for %s and %s", n.op, TypeName(l), TypeName(r))
 	}
 	ia, aInt := a.(int64)
 	ib, bInt := b.(int64)
@@ -295,7 +324,7 @@ func (ev *evaluator) arith(n *binNode, l, r any) (any, error) {
 			return ia % ib, nil
 		}
 	}
-	fa, fb := asFloat(a), asFloat(b)
+	fa, fb := ToFloat(a), ToFloat(b)
 	switch n.op {
 	case "+":
 		return fa + fb, nil
@@ -313,14 +342,6 @@ func (ev *evaluator) arith(n *binNode, l, r any) (any, error) {
 		return nil, ev.errf(n.off, "division by zero")
 	}
 	return math.Mod(fa, fb), nil
-}
-
-func asFloat(v any) float64 {
-	if i, ok := v.(int64); ok {
-		return float64(i)
-	}
-	f, _ := v.(float64)
-	return f
 }
 
 // compare orders numbers and strings (case-insensitively).
@@ -345,7 +366,7 @@ func compare(a, b any) (int, bool) {
 	_, fa := a.(float64)
 	_, fb := b.(float64)
 	if (ok1 || fa) && (ok2 || fb) {
-		x, y := asFloat(a), asFloat(b)
+		x, y := ToFloat(a), ToFloat(b)
 		switch {
 		case x < y:
 			return -1, true
@@ -381,13 +402,13 @@ func contains(coll, x any) bool {
 			_, found := c[s]
 			return found
 		}
-	case *resultSet:
-		return contains(c.names(), toString(x))
+	case *ResultSet:
+		return contains(c.Names(), ToString(x))
 	}
 	return false
 }
 
-func (ev *evaluator) index(n *indexNode, s *scope) (any, error) {
+func (ev *evaluator) index(n *indexNode, s *Scope) (any, error) {
 	x, err := ev.eval(n.x, s)
 	if err != nil {
 		return nil, err
@@ -405,24 +426,24 @@ func (ev *evaluator) index(n *indexNode, s *scope) (any, error) {
 		if len(idx) != 1 {
 			return nil, ev.errf(n.off, "a Hash takes one key")
 		}
-		return c[toString(idx[0])], nil
-	case *result:
+		return c[ToString(idx[0])], nil
+	case *Result:
 		if len(idx) != 1 {
 			return nil, ev.errf(n.off, "a Result takes one key")
 		}
-		return c.r.Value[toString(idx[0])], nil
+		return c.Result.Value[ToString(idx[0])], nil
 	case *muster.Error:
-		return map[string]any{"msg": c.Msg, "kind": c.Kind, "details": c.Details, "issue_code": c.IssueCode}[toString(idx[0])], nil
+		return map[string]any{"msg": c.Msg, "kind": c.Kind, "details": c.Details, "issue_code": c.IssueCode}[ToString(idx[0])], nil
 	case nil:
 		return nil, ev.errf(n.off, "cannot index undef")
 	}
 	seq, length, ok := sequence(x)
 	if !ok {
-		return nil, ev.errf(n.off, "cannot index a %s", typeName(x))
+		return nil, ev.errf(n.off, "cannot index a %s", TypeName(x))
 	}
-	start, ok := toInt(idx[0])
+	start, ok := ToInt(idx[0])
 	if !ok {
-		return nil, ev.errf(n.off, "a %s index must be an Integer, got %s", typeName(x), typeName(idx[0]))
+		return nil, ev.errf(n.off, "a %s index must be an Integer, got %s", TypeName(x), TypeName(idx[0]))
 	}
 	if start < 0 {
 		start += int64(length)
@@ -433,7 +454,7 @@ func (ev *evaluator) index(n *indexNode, s *scope) (any, error) {
 		}
 		return seq(int(start), int(start)+1, true), nil
 	}
-	count, ok := toInt(idx[1])
+	count, ok := ToInt(idx[1])
 	if !ok {
 		return nil, ev.errf(n.off, "a slice count must be an Integer")
 	}
@@ -463,13 +484,13 @@ func sequence(x any) (func(i, j int, single bool) any, int, bool) {
 	case string:
 		r := []rune(c)
 		return func(i, j int, _ bool) any { return string(r[i:j]) }, len(r), true
-	case *resultSet:
+	case *ResultSet:
 		return func(i, j int, single bool) any {
 			if single {
-				return c.items[i]
+				return c.Items[i]
 			}
-			return &resultSet{items: append([]*result{}, c.items[i:j]...)}
-		}, len(c.items), true
+			return &ResultSet{Items: append([]*Result{}, c.Items[i:j]...)}
+		}, len(c.Items), true
 	}
 	return nil, 0, false
 }
