@@ -53,7 +53,7 @@ func (d *Dispatcher) stopCancelled(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.HeartbeatInterval)
 	defer cancel()
-	ids, err := d.store.CancelRequested(ctx, d.cfg.Server)
+	ids, err := d.queue.CancelRequested(ctx, d.cfg.Server)
 	if err != nil || len(ids) == 0 {
 		return err
 	}

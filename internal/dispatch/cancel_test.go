@@ -52,9 +52,9 @@ func TestCancelStopsRunningRuns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			store := openSQLite(t, "")
-			cfg := dispatch.Config{Store: store, Server: "web", LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute}
+			cfg := dispatch.Config{Queue: store, Rescuer: store, Server: "web", LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute}
 			if !tt.wake {
-				cfg.Store, cfg.HeartbeatInterval = noWake{store}, 50*time.Millisecond
+				cfg.Queue, cfg.HeartbeatInterval = noWake{store}, 50*time.Millisecond
 			}
 			shared1 := submit(t, store, "shared", []string{"n1"}, nil)
 			shared2 := submit(t, store, "shared", []string{"n1"}, nil)
@@ -129,7 +129,7 @@ func TestCancelAfterSuccess(t *testing.T) {
 		<-ctx.Done()
 		return dispatch.Outcome{OK: true, Result: []byte(`{"done":true}`)}
 	})
-	start(t, dispatch.Config{Store: store, Executor: f, LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
+	start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
 	res := submit(t, store, "finishes", []string{"n1"}, nil)
 	id := res.Runs["n1"]
 	waitFor(t, "the run to execute", func() bool { return f.execCount(id, 1) == 1 })
@@ -152,7 +152,7 @@ func TestCancelChecksAreRateLimited(t *testing.T) {
 		return dispatch.Outcome{OK: true}
 	})
 	began := time.Now()
-	start(t, dispatch.Config{Store: store, Executor: f, LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
+	start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
 	slow := submit(t, store, "slow", []string{"slow"}, nil)
 	waitFor(t, "the slow run to execute", func() bool { return f.execCount(slow.Runs["slow"], 1) == 1 })
 	for i := range 100 {

@@ -1,10 +1,10 @@
 // Package dispatch is the server loop: it claims ready runs from the
-// queue (muster.Store), runs them through an Executor, and records how
+// queue (muster.WorkQueue), runs them through an Executor, and records how
 // they ended. It is where the queue's promises are kept at run time:
 //
 //   - Admission: a run starts only while capacity remains (local slots,
 //     a rate limit and a backend health probe, see internal/capacity) and
-//     the global MaxRunning cap, which the Store enforces across servers.
+//     the global MaxRunning cap, which the queue enforces across servers.
 //   - Leases: every claimed run is leased to this server for LeaseTTL. A
 //     heartbeat renews the leases; a run that is missing from the renewal
 //     was rescued by another server, so it is stopped here and not reported.
@@ -12,15 +12,16 @@
 //     is stopped too: the old holder must never keep running a run that
 //     someone else may now start.
 //   - Rescue: every server also requeues runs whose lease expired (their
-//     server died), so nothing is lost.
-//   - Cancellation: Store.CancelJob, on any server, flags the job's running
-//     runs in the database. After every heartbeat, and whenever the store's
+//     server died), so nothing is lost: given a muster.Rescuer, the
+//     dispatcher runs it every RescueInterval.
+//   - Cancellation: Jobs.CancelJob, on any server, flags the job's running
+//     runs in the database. After every heartbeat, and whenever the queue's
 //     Wake fires (at most every 200ms), the dispatcher asks the store which
 //     of its runs are flagged and cancels their contexts, so the executor
 //     stops the remote process. Unlike a lost lease, such an attempt is
 //     reported: as a muster/cancelled failure, which the store records as
 //     cancelled (or as whatever it was, had it succeeded first).
-//   - Throughput: completions are batched into one Store.CompleteRuns
+//   - Throughput: completions are batched into one WorkQueue.CompleteRuns
 //     transaction (group commit), and each batch frees nodes and slots
 //     that the loop claims again at once.
 //   - Stopping: Shutdown stops claiming, lets running runs finish within a
@@ -30,9 +31,11 @@
 //     is written, as if the process died; their leases expire and a
 //     rescuer requeues them.
 //
-// The dispatcher talks only to muster.Store and to the Executor interface
-// below. cmd/muster supplies the real executor (the SSH engine); tests use
-// fakes.
+// The dispatcher talks only to the worker side of the queue
+// (muster.WorkQueue, and muster.Rescuer when it rescues) and to the
+// Executor interface below, so the same loop can run over the database or
+// over a remote queue. cmd/muster supplies the real executor (the SSH
+// engine); tests use fakes.
 package dispatch
 
 import (
@@ -120,10 +123,17 @@ type Hooks struct {
 	OnAdmission func(open bool, why string)
 }
 
-// Config configures a Dispatcher. Store and Executor are required; every
+// Config configures a Dispatcher. Queue and Executor are required; every
 // other field has a default.
 type Config struct {
-	Store    muster.Store
+	// Queue is where runs are claimed, renewed, reported and handed back.
+	Queue muster.WorkQueue
+	// Rescuer, if set, takes back the runs whose lease expired (their
+	// server died) every RescueInterval. A server with the database sets
+	// it, to the same store as Queue; a worker without the database (an
+	// agent on a remote queue) leaves it nil, and the servers rescue its
+	// runs. Nil means this dispatcher rescues nothing.
+	Rescuer  muster.Rescuer
 	Executor Executor
 
 	// Server is this dispatcher's lease-owner name. It must be unique per
@@ -147,11 +157,11 @@ type Config struct {
 	// HeartbeatInterval is how often leases are renewed; it must be
 	// shorter than LeaseTTL. Default LeaseTTL/3.
 	HeartbeatInterval time.Duration
-	// RescueInterval is how often expired leases are rescued. Default
-	// LeaseTTL/2.
+	// RescueInterval is how often expired leases are rescued (with
+	// Rescuer). Default LeaseTTL/2.
 	RescueInterval time.Duration
 	// PollInterval is how often the queue is polled for ready work when
-	// nothing else wakes the loop. Store.Wake makes submitted work start
+	// nothing else wakes the loop. WorkQueue.Wake makes submitted work start
 	// within milliseconds; the poll is the fallback (and picks up retries
 	// and scheduled runs as they fall due). Default 1s.
 	PollInterval time.Duration
@@ -198,8 +208,8 @@ func ServerName() string {
 
 // withDefaults validates c and fills in its defaults.
 func (c Config) withDefaults() (Config, error) {
-	if c.Store == nil || c.Executor == nil {
-		return c, errors.New("dispatch: Config needs a Store and an Executor")
+	if c.Queue == nil || c.Executor == nil {
+		return c, errors.New("dispatch: Config needs a Queue and an Executor")
 	}
 	if c.Slots < 0 || c.BatchSize < 0 || c.MaxRunning < 0 || c.Rate < 0 || c.LeaseTTL < 0 || c.LoadThreshold < 0 {
 		return c, errors.New("dispatch: negative limit in Config")
@@ -242,7 +252,7 @@ func (c Config) withDefaults() (Config, error) {
 // stop it with Shutdown (or by cancelling Run's context).
 type Dispatcher struct {
 	cfg   Config
-	store muster.Store
+	queue muster.WorkQueue
 	log   *slog.Logger
 	cap   *capacity.Controller
 	out   *outputs // live output of executing runs
@@ -318,7 +328,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	log := cfg.Logger.With("server", cfg.Server)
 	return &Dispatcher{
 		cfg:   cfg,
-		store: cfg.Store,
+		queue: cfg.Queue,
 		log:   log,
 		cap: capacity.New(capacity.Config{MaxInFlight: cfg.Slots, Rate: cfg.Rate, Burst: cfg.Burst,
 			Health: cfg.HealthURL, LoadThreshold: cfg.LoadThreshold}),
@@ -327,7 +337,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cancelSig: make(chan struct{}, 1),
 		tasks:     map[int64]*task{},
 		byNode:    map[string]*task{},
-		out:       newOutputs(cfg.Store, log),
+		out:       newOutputs(cfg.Queue, log),
 		stopping:  make(chan struct{}),
 		drain:     make(chan struct{}),
 		done:      make(chan struct{}),

@@ -47,7 +47,7 @@ func TestManyNodes(t *testing.T) {
 					s = newTimed(openSQLite(t, path)) // another server on the same database
 				}
 				timers = append(timers, s)
-				ds = append(ds, start(t, dispatch.Config{Store: s, Executor: f, Slots: tt.slots,
+				ds = append(ds, start(t, dispatch.Config{Queue: s, Rescuer: s, Executor: f, Slots: tt.slots,
 					BatchSize: tt.batch, MaxRunning: tt.maxRunning, Hooks: dispatch.Hooks{
 						OnStart:  func(muster.Run, time.Duration) { starts.Add(1) },
 						OnFinish: func(muster.Run, time.Duration, dispatch.Outcome) { finishes.Add(1) },
@@ -119,7 +119,7 @@ func BenchmarkSQLiteNoop(b *testing.B) {
 	})
 	b.ResetTimer()
 	began := time.Now()
-	d := start(b, dispatch.Config{Store: store, Executor: exec})
+	d := start(b, dispatch.Config{Queue: store, Rescuer: store, Executor: exec})
 	waitFor(b, "every run to finish", func() bool { return done.Load() == int64(b.N) })
 	d.shutdown(b, 5*time.Second)
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "runs/s")
@@ -135,7 +135,7 @@ func TestRateLimit(t *testing.T) {
 	f := newFake(nil)
 	var mu sync.Mutex
 	var reasons []string
-	d := start(t, dispatch.Config{Store: store, Executor: f, Rate: rate, Burst: burst,
+	d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, Rate: rate, Burst: burst,
 		Hooks: dispatch.Hooks{OnAdmission: func(open bool, why string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -222,7 +222,7 @@ func TestTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			store := openSQLite(t, "", fastRetries)
 			f := newFake(tt.do)
-			d := start(t, dispatch.Config{Store: store, Executor: f, PollInterval: 5 * time.Millisecond})
+			d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, PollInterval: 5 * time.Millisecond})
 			res := submit(t, store, "slow", []string{"a", "b"}, func(j *muster.Job) {
 				j.Timeout, j.MaxRetries = tt.timeout, tt.maxRetries
 			})
@@ -271,7 +271,7 @@ func TestFailureAndPanic(t *testing.T) {
 		}
 		return dispatch.Outcome{OK: true}
 	})
-	d := start(t, dispatch.Config{Store: store, Executor: f})
+	d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f})
 	res := submit(t, store, "mixed", []string{"panics", "fails", "garbage", "fine"}, nil)
 	waitFor(t, "the runs to end", func() bool { return f.finished.Load() == 4 })
 	waitFor(t, "the runs to be recorded", func() bool {
@@ -306,10 +306,10 @@ func TestConfig(t *testing.T) {
 		cfg  dispatch.Config
 		ok   bool
 	}{
-		{"complete", dispatch.Config{Store: store, Executor: exec}, true},
-		{"no store", dispatch.Config{Executor: exec}, false},
-		{"no executor", dispatch.Config{Store: store}, false},
-		{"negative slots", dispatch.Config{Store: store, Executor: exec, Slots: -1}, false},
+		{"complete", dispatch.Config{Queue: store, Rescuer: store, Executor: exec}, true},
+		{"no queue", dispatch.Config{Executor: exec}, false},
+		{"no executor", dispatch.Config{Queue: store, Rescuer: store}, false},
+		{"negative slots", dispatch.Config{Queue: store, Rescuer: store, Executor: exec, Slots: -1}, false},
 	} {
 		d, err := dispatch.New(tt.cfg)
 		if (err == nil) != tt.ok {
@@ -324,7 +324,7 @@ func TestConfig(t *testing.T) {
 		t.Errorf("ServerName twice gave %q", a)
 	}
 	// Shutdown before Run: Run returns at once.
-	d, _ := dispatch.New(dispatch.Config{Store: store, Executor: exec})
+	d, _ := dispatch.New(dispatch.Config{Queue: store, Rescuer: store, Executor: exec})
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

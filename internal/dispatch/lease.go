@@ -65,7 +65,7 @@ func (d *Dispatcher) beat(ctx context.Context) error {
 	d.claimMu.Lock()
 	defer d.claimMu.Unlock()
 	start := time.Now()
-	ids, err := d.store.Heartbeat(ctx, muster.HeartbeatParams{Server: d.cfg.Server, LeaseTTL: d.cfg.LeaseTTL})
+	ids, err := d.queue.Heartbeat(ctx, muster.HeartbeatParams{Server: d.cfg.Server, LeaseTTL: d.cfg.LeaseTTL})
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (d *Dispatcher) beat(ctx context.Context) error {
 	// database was unreachable, or a completion that failed): every
 	// heartbeat would renew them forever, so give them back.
 	slices.Sort(orphans)
-	released, err := d.store.ReleaseRuns(ctx, d.cfg.Server, orphans)
+	released, err := d.queue.ReleaseRuns(ctx, d.cfg.Server, orphans)
 	if err != nil {
 		d.log.Warn("releasing orphaned leases failed; will retry", "runs", orphans, "err", err)
 		return nil // the renewal itself worked
@@ -146,8 +146,8 @@ func (d *Dispatcher) expireLeases(now time.Time) (earliest time.Time, ok bool) {
 }
 
 // rescuer requeues (or fails, per the job's policy) runs whose lease
-// expired, every RescueInterval. Every server runs one; the store makes
-// concurrent rescues safe.
+// expired, every RescueInterval, with Config.Rescuer. Every server runs
+// one; the store makes concurrent rescues safe.
 func (d *Dispatcher) rescuer(ctx context.Context) {
 	tick := time.NewTicker(d.cfg.RescueInterval)
 	defer tick.Stop()
@@ -158,7 +158,7 @@ func (d *Dispatcher) rescuer(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.RescueInterval)
-		ids, err := d.store.RescueExpired(rctx)
+		ids, err := d.cfg.Rescuer.RescueExpired(rctx)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,7 +49,7 @@ func TestRescueAfterDeath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	sa := openSQLite(t, path)
 	fa := newFake(blockUntilCancelled)
-	a := start(t, dispatch.Config{Store: sa, Executor: fa, Server: "A", LeaseTTL: 300 * time.Millisecond})
+	a := start(t, dispatch.Config{Queue: sa, Rescuer: sa, Executor: fa, Server: "A", LeaseTTL: 300 * time.Millisecond})
 	id := submit(t, sa, "rescue-me", []string{"n1"}, nil).Runs["n1"]
 	waitFor(t, "A to execute the run", func() bool { return fa.execCount(id, 1) == 1 })
 	a.kill(t)
@@ -61,7 +62,7 @@ func TestRescueAfterDeath(t *testing.T) {
 
 	sb := openSQLite(t, path)
 	fb := newFake(nil)
-	b := start(t, dispatch.Config{Store: sb, Executor: fb, Server: "B", LeaseTTL: 200 * time.Millisecond})
+	b := start(t, dispatch.Config{Queue: sb, Rescuer: sb, Executor: fb, Server: "B", LeaseTTL: 200 * time.Millisecond})
 	waitFor(t, "B to rescue and complete the run", func() bool { return getRun(t, sb, id).State == muster.RunSucceeded })
 	b.shutdown(t, 5*time.Second)
 	fa.check(t)
@@ -93,7 +94,7 @@ func TestRescuedWhileRunning(t *testing.T) {
 			ahead := openSQLite(t, path, muster.WithNow(func() time.Time { return time.Now().Add(time.Hour) }))
 			f := newFake(firstAttemptBlocks)
 			var finished attemptLog
-			d := start(t, dispatch.Config{Store: store, Executor: f, LeaseTTL: 3 * time.Minute,
+			d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, LeaseTTL: 3 * time.Minute,
 				HeartbeatInterval: tt.heartbeat, PollInterval: tt.poll, Hooks: dispatch.Hooks{OnFinish: finished.hook}})
 			id := submit(t, store, "cut-off", []string{"n1"}, nil).Runs["n1"]
 			waitFor(t, "the first attempt to start", func() bool { return f.execCount(id, 1) == 1 })
@@ -117,6 +118,54 @@ func TestRescuedWhileRunning(t *testing.T) {
 	}
 }
 
+// countRescues wraps a Store and counts its heartbeats and rescues.
+type countRescues struct {
+	muster.Store
+	beats, rescues atomic.Int64
+}
+
+func (c *countRescues) Heartbeat(ctx context.Context, p muster.HeartbeatParams) ([]int64, error) {
+	c.beats.Add(1)
+	return c.Store.Heartbeat(ctx, p)
+}
+
+func (c *countRescues) RescueExpired(ctx context.Context) ([]int64, error) {
+	c.rescues.Add(1)
+	return c.Store.RescueExpired(ctx)
+}
+
+// TestRescuerOptional: the dispatcher rescues through Config.Rescuer, and
+// only through it. With none (a worker on a remote queue), it never asks
+// its Queue to rescue, even a Queue that could.
+func TestRescuerOptional(t *testing.T) {
+	tests := []struct {
+		name   string
+		rescue bool
+	}{
+		{"with a rescuer", true},
+		{"without", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &countRescues{Store: openSQLite(t, "")}
+			cfg := dispatch.Config{Queue: c, Executor: newFake(nil), LeaseTTL: time.Minute,
+				HeartbeatInterval: 20 * time.Millisecond, RescueInterval: time.Millisecond}
+			if tt.rescue {
+				cfg.Rescuer = c
+			}
+			d := start(t, cfg)
+			// A rescuer would tick twenty times between two heartbeats.
+			waitFor(t, "five heartbeats", func() bool {
+				return c.beats.Load() >= 5 && (!tt.rescue || c.rescues.Load() > 0)
+			})
+			d.shutdown(t, 5*time.Second)
+			if got := c.rescues.Load(); (got > 0) != tt.rescue {
+				t.Errorf("%d rescues, want rescues: %v", got, tt.rescue)
+			}
+		})
+	}
+}
+
 // TestDatabaseOutage: while the database is unreachable for longer than a
 // lease, the runs are stopped (a rescuer elsewhere may hand them out
 // again); the dispatcher keeps retrying, and when the database is back it
@@ -135,7 +184,7 @@ func TestDatabaseOutage(t *testing.T) {
 		return dispatch.Outcome{OK: true}
 	})
 	var finished attemptLog
-	d := start(t, dispatch.Config{Store: fl, Executor: f, LeaseTTL: 300 * time.Millisecond,
+	d := start(t, dispatch.Config{Queue: fl, Rescuer: fl, Executor: f, LeaseTTL: 300 * time.Millisecond,
 		HeartbeatInterval: 30 * time.Millisecond, PollInterval: 10 * time.Millisecond,
 		Hooks: dispatch.Hooks{OnFinish: finished.hook}})
 	res := submit(t, store, "outage", []string{"a", "b"}, nil)
@@ -186,7 +235,7 @@ func TestLeaseLostOnCompletion(t *testing.T) {
 	fl.downComplete.Store(true)
 	f := newFake(nil)
 	var logs logBuffer
-	d := start(t, dispatch.Config{Store: fl, Executor: f, PollInterval: 10 * time.Millisecond,
+	d := start(t, dispatch.Config{Queue: fl, Rescuer: fl, Executor: f, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	id := submit(t, store, "late", []string{"n1"}, nil).Runs["n1"]
 	waitFor(t, "the first attempt to end", func() bool { return f.execCount(id, 1) == 1 && f.inFlight.Load() == 0 })
@@ -232,7 +281,7 @@ func TestShutdown(t *testing.T) {
 				}
 				return dispatch.Outcome{OK: true}
 			})
-			d := start(t, dispatch.Config{Store: store, Executor: f})
+			d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f})
 			res := submit(t, store, "mixed", []string{"fast1", "fast2", "slow1", "slow2"}, nil)
 			waitFor(t, "fast runs to be recorded and slow ones to start", func() bool {
 				return getRun(t, store, res.Runs["fast1"]).State == muster.RunSucceeded &&
@@ -261,7 +310,7 @@ func TestShutdown(t *testing.T) {
 			// Another server picks the released runs up; the release did not
 			// spend an attempt.
 			f2 := newFake(nil)
-			d2 := start(t, dispatch.Config{Store: store, Executor: f2})
+			d2 := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f2})
 			waitFor(t, "the released runs to succeed", func() bool {
 				return getRun(t, store, res.Runs["slow1"]).State == muster.RunSucceeded &&
 					getRun(t, store, res.Runs["slow2"]).State == muster.RunSucceeded

@@ -38,7 +38,7 @@ const (
 // and appends it to the store in batches, whole lines at a time, from one
 // goroutine (flusher), so a run's chunks are stored in order.
 type outputs struct {
-	store muster.Store
+	queue muster.WorkQueue
 	log   *slog.Logger
 
 	mu   sync.Mutex
@@ -64,8 +64,8 @@ type liveStream struct {
 	stopped bool // over a limit: nothing more is streamed
 }
 
-func newOutputs(store muster.Store, log *slog.Logger) *outputs {
-	return &outputs{store: store, log: log, open: map[int64]*liveRun{}}
+func newOutputs(queue muster.WorkQueue, log *slog.Logger) *outputs {
+	return &outputs{queue: queue, log: log, open: map[int64]*liveRun{}}
 }
 
 // start opens r's live output.
@@ -161,7 +161,7 @@ func (o *outputs) flush(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	if err := o.store.AppendOutput(ctx, chunks); err != nil && ctx.Err() == nil {
+	if err := o.queue.AppendOutput(ctx, chunks); err != nil && ctx.Err() == nil {
 		o.log.Warn("live output not stored (results keep it)", "chunks", len(chunks), "err", err)
 	}
 }

@@ -45,7 +45,7 @@ func TestLiveOutput(t *testing.T) {
 		}
 		return dispatch.Outcome{OK: true}
 	}
-	start(t, dispatch.Config{Store: store, Executor: f, Server: "web", OutputInterval: 10 * time.Millisecond})
+	start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, Server: "web", OutputInterval: 10 * time.Millisecond})
 	job := submit(t, store, "live", []string{"n1", "n2"}, nil)
 
 	var by map[string][]byte
@@ -107,7 +107,7 @@ func TestLiveOutputLimit(t *testing.T) {
 		}
 		return dispatch.Outcome{OK: true}
 	}
-	start(t, dispatch.Config{Store: store, Executor: f, Server: "web", OutputInterval: 5 * time.Millisecond})
+	start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, Server: "web", OutputInterval: 5 * time.Millisecond})
 	job := submit(t, store, "big", []string{"n1"}, nil)
 	<-wrote
 	var by map[string][]byte

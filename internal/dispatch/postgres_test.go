@@ -42,8 +42,8 @@ func TestPostgresTwoServers(t *testing.T) {
 	count := func(n *atomic.Int64) dispatch.Hooks {
 		return dispatch.Hooks{OnStart: func(muster.Run, time.Duration) { n.Add(1) }}
 	}
-	a := start(t, dispatch.Config{Store: sa, Executor: f, Server: "A", Hooks: count(&byA)})
-	b := start(t, dispatch.Config{Store: sb, Executor: f, Server: "B", Hooks: count(&byB)})
+	a := start(t, dispatch.Config{Queue: sa, Rescuer: sa, Executor: f, Server: "A", Hooks: count(&byA)})
+	b := start(t, dispatch.Config{Queue: sb, Rescuer: sb, Executor: f, Server: "B", Hooks: count(&byB)})
 	const want = jobs * nodes
 	waitFor(t, "every run to succeed", func() bool {
 		if f.finished.Load() < want {
@@ -84,7 +84,7 @@ func TestPostgresCancelAcrossServers(t *testing.T) {
 	dsn := pgtest.Schema(t, "")
 	sa, sb := openPostgres(t, dsn), openPostgres(t, dsn)
 	f := newFake(blockUntilCancelled)
-	a := start(t, dispatch.Config{Store: sa, Executor: f, Server: "A", LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
+	a := start(t, dispatch.Config{Queue: sa, Rescuer: sa, Executor: f, Server: "A", LeaseTTL: 3 * time.Minute, HeartbeatInterval: time.Minute})
 	victim := submit(t, sb, "victim", []string{"n1", "n2"}, func(j *muster.Job) { j.MaxRetries = 2 })
 	other := submit(t, sb, "other", []string{"n3"}, nil)
 	for _, id := range []int64{victim.Runs["n1"], victim.Runs["n2"], other.Runs["n3"]} {

@@ -112,7 +112,7 @@ func TestHealthGate(t *testing.T) {
 	f := newFake(nil)
 	var mu sync.Mutex
 	var closed []string
-	d := start(t, dispatch.Config{Store: store, Executor: f, HealthURL: h.URL, HealthInterval: 10 * time.Millisecond,
+	d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, HealthURL: h.URL, HealthInterval: 10 * time.Millisecond,
 		LoadThreshold: 2, PollInterval: 10 * time.Millisecond,
 		Hooks: dispatch.Hooks{OnAdmission: func(open bool, why string) {
 			mu.Lock()
@@ -168,7 +168,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 			}
 			return sleepUpTo(2*time.Millisecond)(ctx, r)
 		})
-		d := start(t, dispatch.Config{Store: store, Executor: f, HealthURL: h.URL, HealthInterval: 5 * time.Millisecond,
+		d := start(t, dispatch.Config{Queue: store, Rescuer: store, Executor: f, HealthURL: h.URL, HealthInterval: 5 * time.Millisecond,
 			LeaseTTL: time.Second, HeartbeatInterval: 10 * time.Millisecond})
 		submit(t, store, fmt.Sprint("leak", i), append(nodeNames("l", 30), "stuck"), func(j *muster.Job) {
 			j.Timeout = time.Minute

@@ -64,7 +64,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	lease.Go(func() { d.watchdog(leaseCtx) })
 	lease.Go(func() { d.canceller(leaseCtx) })
 	lease.Go(func() { d.out.flusher(leaseCtx, d.cfg.OutputInterval) })
-	side.Go(func() { d.rescuer(sideCtx) })
+	if d.cfg.Rescuer != nil {
+		side.Go(func() { d.rescuer(sideCtx) })
+	}
 	if d.cfg.HealthURL != "" {
 		side.Go(func() { d.prober(sideCtx) })
 	}
@@ -78,7 +80,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.loop(hard)
 	})
 	d.log.Info("dispatcher started", "slots", d.cfg.Slots, "max_running", d.cfg.MaxRunning,
-		"lease_ttl", d.cfg.LeaseTTL, "rate", d.cfg.Rate, "health_url", d.cfg.HealthURL)
+		"lease_ttl", d.cfg.LeaseTTL, "rate", d.cfg.Rate, "health_url", d.cfg.HealthURL, "rescue", d.cfg.Rescuer != nil)
 
 	select {
 	case <-hard.Done():
@@ -133,7 +135,7 @@ func (d *Dispatcher) stopGracefully(hard context.Context) error {
 	d.mu.Unlock()
 	// Anything this server still holds now is a run nobody here will
 	// complete: the ones cancelled above, and any orphan. Give them back.
-	ids, err := d.store.ReleaseRuns(final, d.cfg.Server, nil)
+	ids, err := d.queue.ReleaseRuns(final, d.cfg.Server, nil)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("dispatch: releasing leases: %w", err))
 	} else if len(ids) > 0 {
@@ -191,7 +193,7 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	retry.Stop()
 	defer retry.Stop()
 	bo := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
-	wake := d.store.Wake()
+	wake := d.queue.Wake()
 	for {
 		select {
 		case <-ctx.Done():
@@ -259,7 +261,7 @@ func (d *Dispatcher) claim(ctx context.Context) (again bool, retryIn time.Durati
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
 	defer cancel()
 	d.claimMu.Lock()
-	runs, err := d.store.ClaimRuns(cctx, muster.ClaimParams{Server: d.cfg.Server, Limit: n,
+	runs, err := d.queue.ClaimRuns(cctx, muster.ClaimParams{Server: d.cfg.Server, Limit: n,
 		LeaseTTL: d.cfg.LeaseTTL, MaxRunning: d.cfg.MaxRunning})
 	if err != nil {
 		d.claimMu.Unlock()

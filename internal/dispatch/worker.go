@@ -173,7 +173,7 @@ func (d *Dispatcher) flush(ctx context.Context, batch []pendingDone) bool {
 	for {
 		var err error
 		cctx, cancel := context.WithTimeout(ctx, d.cfg.LeaseTTL)
-		res, err = d.store.CompleteRuns(cctx, ps)
+		res, err = d.queue.CompleteRuns(cctx, ps)
 		cancel()
 		if err == nil && len(res) != len(ps) {
 			err = fmt.Errorf("store answered %d results for %d completions", len(res), len(ps))

@@ -354,7 +354,7 @@ func TestEventsRecurring(t *testing.T) {
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
-	if _, err := e.store.CompleteRun(e.ctx, completion(claimed[0], muster.OutcomeSucceeded)); err != nil {
+	if _, err := muster.CompleteRun(e.ctx, e.store, completion(claimed[0], muster.OutcomeSucceeded)); err != nil {
 		t.Fatal(err)
 	}
 	// Wait until the stream has shown the next, scheduled run.

@@ -60,7 +60,7 @@ func RunOutcome(ok bool, errText string) string {
 
 // NewMetrics makes the metrics for store. A server makes its own unless
 // Config.Metrics is set.
-func NewMetrics(store muster.Store) *Metrics {
+func NewMetrics(store muster.Jobs) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -142,11 +142,11 @@ func (m *Metrics) countRequest(route string, code int) {
 
 // queueCollector reads Store.Stats at scrape time.
 type queueCollector struct {
-	store                      muster.Store
+	store                      muster.Jobs
 	runs, ready, oldest, alive *prometheus.Desc
 }
 
-func newQueueCollector(store muster.Store) *queueCollector {
+func newQueueCollector(store muster.Jobs) *queueCollector {
 	return &queueCollector{
 		store:  store,
 		runs:   prometheus.NewDesc("muster_runs", "Runs in the queue, by state.", []string{"state"}, nil),

@@ -2,8 +2,9 @@
 // the queue Store, with bearer-token roles, an audit trail, server-sent
 // events, stats and Prometheus metrics) and the Go client the CLI uses.
 //
-// It is an adapter: it talks to the queue only through muster.Store, and
-// to the inventory and task engine only through the Config callbacks.
+// It is an adapter: it talks to the queue only through the Store's jobs
+// and auth sides (muster.Jobs and muster.AuthStore), and to the inventory
+// and task engine only through the Config callbacks.
 package httpapi
 
 import (
@@ -32,10 +33,17 @@ type Sealer interface {
 	Seal(secrets map[string]string) (string, error)
 }
 
+// Store is what the API needs of the queue's store: its jobs side and
+// its tokens and audit trail. A muster.Store is one.
+type Store interface {
+	muster.Jobs
+	muster.AuthStore
+}
+
 // Config configures a Server. Store is required; everything else has a
 // default.
 type Config struct {
-	Store muster.Store
+	Store Store
 	// Resolve turns a target spec ("web*,db1") into node names with the
 	// server's inventory, for the caller who: the authenticated token, so
 	// that it can refuse targets the caller's role may not use (such as
@@ -87,27 +95,17 @@ type Config struct {
 
 // ErrForbidden is what an error returned by Config.Resolve or
 // Config.Prepare matches (errors.Is) to be answered 403 Forbidden: the
-// caller's role may not do what the request asks. Forbidden makes one.
-var ErrForbidden = errors.New("not allowed for this caller")
+// caller's role may not do what the request asks. It is the domain's
+// muster.ErrForbidden, so the engine can refuse without knowing HTTP.
+var ErrForbidden = muster.ErrForbidden
 
-// Forbidden returns an error that matches ErrForbidden and reads as the
-// formatted message, which goes back to the client, e.g.
-// Forbidden("local targets need the admin role and a server started with --allow-local-targets").
-func Forbidden(format string, args ...any) error {
-	return &forbiddenError{fmt.Sprintf(format, args...)}
-}
-
-type forbiddenError struct{ msg string }
-
-func (e *forbiddenError) Error() string { return e.msg }
-
-// Is matches ErrForbidden.
-func (e *forbiddenError) Is(target error) bool { return target == ErrForbidden }
+// Forbidden returns an error that matches ErrForbidden (muster.Forbidden).
+func Forbidden(format string, args ...any) error { return muster.Forbidden(format, args...) }
 
 // Server is the HTTP API. It is an http.Handler.
 type Server struct {
 	cfg     Config
-	store   muster.Store
+	store   Store
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *Metrics

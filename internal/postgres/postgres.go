@@ -3,8 +3,8 @@
 // servers on one database. Claims take a transaction-level advisory lock
 // per dispatch batch and lock their rows FOR UPDATE SKIP LOCKED; the
 // partial unique index on running runs per node is the final word.
-// Migrations are embedded and run on Open, under an advisory lock, in one
-// transaction.
+// Migrations (sqlstore.Migrations, expanded for PostgreSQL) run on Open,
+// under an advisory lock, in one transaction.
 //
 // Wake hears about work from every server on the database: submissions,
 // bumps and requeues NOTIFY the muster_work channel in their transaction,
@@ -19,18 +19,12 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/sqlstore"
 )
-
-//go:embed migration/*.sql
-var migrations embed.FS
 
 // Store is a muster.Store on a PostgreSQL database.
 type Store struct {
@@ -38,7 +32,14 @@ type Store struct {
 	l *listener
 }
 
-var _ muster.Store = (*Store)(nil)
+// Store is every part of the queue's contract.
+var (
+	_ muster.WorkQueue = (*Store)(nil)
+	_ muster.Rescuer   = (*Store)(nil)
+	_ muster.Jobs      = (*Store)(nil)
+	_ muster.AuthStore = (*Store)(nil)
+	_ muster.Store     = (*Store)(nil)
+)
 
 // Open connects to the database at url (postgres://... or a key=value DSN;
 // a search_path parameter selects the schema), migrates it, and starts
@@ -72,14 +73,13 @@ func (s *Store) Close() error {
 // migrateLockKey serialises migrations of servers starting together.
 const migrateLockKey int64 = 0x6d7573746572 + 1
 
-// migrate applies the embedded migrations not yet recorded in
-// schema_migrations, all in one transaction under an advisory lock.
+// migrate applies the migrations not yet recorded in schema_migrations,
+// all in one transaction under an advisory lock.
 func migrate(ctx context.Context, db *sql.DB) error {
-	names, err := fs.Glob(migrations, "migration/*.sql")
+	ms, err := sqlstore.Migrations(sqlstore.PostgreSQL)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -91,22 +91,18 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
 		return err
 	}
-	for _, name := range names {
+	for _, m := range ms {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, name).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, m.Name).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
 			continue
 		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, m.Name); err != nil {
 			return err
 		}
 	}

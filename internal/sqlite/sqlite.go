@@ -3,18 +3,16 @@
 // mode with a busy timeout; all writes go through one connection and start
 // with BEGIN IMMEDIATE, so a write transaction never upgrades a read lock
 // and never deadlocks. Reads use a small pool of read-only connections.
-// Migrations are embedded and run on Open, after a quick integrity check.
+// Migrations (sqlstore.Migrations, expanded for SQLite) run on Open, after
+// a quick integrity check.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"sort"
 	"strings"
 
 	"github.com/muster-run/muster"
@@ -23,15 +21,19 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-//go:embed migration/*.sql
-var migrations embed.FS
-
 // Store is a muster.Store on one SQLite database file.
 type Store struct {
 	*sqlstore.Store
 }
 
-var _ muster.Store = (*Store)(nil)
+// Store is every part of the queue's contract.
+var (
+	_ muster.WorkQueue = (*Store)(nil)
+	_ muster.Rescuer   = (*Store)(nil)
+	_ muster.Jobs      = (*Store)(nil)
+	_ muster.AuthStore = (*Store)(nil)
+	_ muster.Store     = (*Store)(nil)
+)
 
 // ErrCorrupt is matched (errors.Is) by Open's error when the file is a
 // damaged SQLite database or not a SQLite database at all.
@@ -80,39 +82,34 @@ func Open(ctx context.Context, path string, opts ...muster.StoreOption) (*Store,
 	return &Store{sqlstore.New(w, r, muster.NewStoreOptions(opts...), dialect)}, nil
 }
 
-// migrate applies the embedded migrations not yet recorded in
-// schema_migrations, each in its own transaction, in name order.
+// migrate applies the migrations not yet recorded in schema_migrations,
+// each in its own transaction, in name order.
 func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
-		return err
-	}
-	names, err := fs.Glob(migrations, "migration/*.sql")
+	ms, err := sqlstore.Migrations(sqlstore.SQLite)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+		return err
+	}
+	for _, m := range ms {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, name).Scan(&n); err != nil || n > 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, m.Name).Scan(&n); err != nil || n > 0 {
 			_ = tx.Rollback()
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 			_ = tx.Rollback()
-			return fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, m.Name); err != nil {
 			_ = tx.Rollback()
 			return err
 		}

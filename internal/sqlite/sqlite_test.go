@@ -233,3 +233,84 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	})
 }
+
+// TestOpensOldDatabase: a database that the store migrated before the
+// migrations moved to internal/sqlstore (from its own copies, kept there as
+// golden files) opens without running any migration again, and has
+// exactly the schema that a new database gets.
+func TestOpensOldDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.db")
+	db, err := sql.Open("sqlite", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What migrate did then: each embedded file in name order, recorded
+	// under its embedded path.
+	files, err := filepath.Glob(filepath.Join("..", "sqlstore", "testdata", "sqlite", "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("golden migrations: %v, %v", files, err)
+	}
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if _, err := db.Exec(`INSERT INTO schema_migrations (name) VALUES ($1)`, "migration/"+filepath.Base(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	fresh := filepath.Join(dir, "new.db")
+	for _, path := range []string{old, fresh} {
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatalf("open %s: %v", filepath.Base(path), err)
+		}
+		s.Close()
+	}
+	if got, want := schemaOf(t, fresh), schemaOf(t, old); got != want {
+		t.Errorf("a new database's schema differs from an old one's:\nnew:\n%s\nold:\n%s", got, want)
+	}
+}
+
+// schemaOf returns the database's schema as SQLite keeps it (every
+// object's CREATE text) and the migrations it recorded.
+func schemaOf(t *testing.T, path string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var b strings.Builder
+	for _, q := range []string{
+		`SELECT type || ' ' || name || ' ON ' || tbl_name || ': ' || COALESCE(sql, '') FROM sqlite_master ORDER BY type, name`,
+		`SELECT 'migration ' || name FROM schema_migrations ORDER BY name`,
+	} {
+		rows, err := db.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(line + "\n")
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return b.String()
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/muster-run/muster"
 )
 
-// CancelJob implements muster.Store. A run owned by the job that another
+// CancelJob implements muster.Jobs. A run owned by the job that another
 // live job shares is handed over to that job, whether it waits or runs;
 // the job's own waiting runs are cancelled; and the running runs that
 // serve it (found through requests: a run it was coalesced into serves it
@@ -84,7 +84,7 @@ func (s *Store) CancelJob(ctx context.Context, id int64) (muster.CancelResult, e
 	return res, nil
 }
 
-// CancelRequested implements muster.Store. It reads the partial index
+// CancelRequested implements muster.WorkQueue. It reads the partial index
 // runs_cancel_requested (whose predicate it repeats, so that SQLite uses
 // it), which holds only the running runs whose cancel was requested.
 func (s *Store) CancelRequested(ctx context.Context, server string) ([]int64, error) {

@@ -14,15 +14,6 @@ import (
 	"github.com/muster-run/muster"
 )
 
-// CompleteRun implements muster.Store: CompleteRuns with one completion.
-func (s *Store) CompleteRun(ctx context.Context, p muster.CompleteParams) (muster.Run, error) {
-	res, err := s.CompleteRuns(ctx, []muster.CompleteParams{p})
-	if err != nil {
-		return muster.Run{}, err
-	}
-	return res[0].Run, res[0].Err
-}
-
 // checkComplete validates one completion.
 func checkComplete(p muster.CompleteParams) error {
 	if p.Outcome != muster.OutcomeSucceeded && p.Outcome != muster.OutcomeFailed || p.Server == "" || p.Attempt <= 0 {
@@ -88,7 +79,7 @@ func (j *repeating) scanDest() (dest []any, fill func()) {
 		}
 }
 
-// CompleteRuns implements muster.Store. The whole batch is one transaction
+// CompleteRuns implements muster.WorkQueue. The whole batch is one transaction
 // of a few statements: read (and on PostgreSQL row-lock, in id order) the
 // batch's running runs, decide every completion in order, update all the
 // finished attempts in one statement, and enqueue the next runs of

@@ -13,7 +13,7 @@ import (
 	"github.com/muster-run/muster"
 )
 
-// Heartbeat implements muster.Store.
+// Heartbeat implements muster.WorkQueue.
 func (s *Store) Heartbeat(ctx context.Context, p muster.HeartbeatParams) ([]int64, error) {
 	if p.Server == "" || p.LeaseTTL <= 0 {
 		return nil, fmt.Errorf("%w: heartbeat needs a server and a lease TTL", muster.ErrInvalid)
@@ -29,7 +29,7 @@ func (s *Store) Heartbeat(ctx context.Context, p muster.HeartbeatParams) ([]int6
 	return ids, err
 }
 
-// ReleaseRuns implements muster.Store. A released run goes back to pending
+// ReleaseRuns implements muster.WorkQueue. A released run goes back to pending
 // with its bump, priority and RunAt unchanged, so it keeps its place in
 // the queue. Its Attempt is decremented: the released claim is undone, so
 // the next claim gets the same attempt number and the run's retry budget
@@ -97,7 +97,7 @@ func (s *Store) ReleaseRuns(ctx context.Context, server string, ids []int64) ([]
 	return out, nil
 }
 
-// RescueExpired implements muster.Store.
+// RescueExpired implements muster.Rescuer.
 func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
 	now := s.Opt.Now()
 	var out []int64

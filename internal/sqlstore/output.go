@@ -33,7 +33,7 @@ type outputRow struct {
 
 var outputCols = []Col{{"ord", "BIGINT"}, {"run_id", "BIGINT"}, {"attempt", "BIGINT"}, {"stream", "TEXT"}, {"data", "TEXT"}}
 
-// AppendOutput implements muster.Store: one statement inserts the chunks
+// AppendOutput implements muster.WorkQueue: one statement inserts the chunks
 // whose attempt is running, in the batch's order, so their ids follow it;
 // another marks their runs as having output.
 func (s *Store) AppendOutput(ctx context.Context, chunks []muster.OutputChunk) error {
@@ -97,7 +97,7 @@ func (s *Store) dropOutput(ctx context.Context, tx *Tx, ids []int64) error {
 	return err
 }
 
-// ListOutput implements muster.Store. The runs serving the job are those
+// ListOutput implements muster.Jobs. The runs serving the job are those
 // ListRuns finds for it: through requests, which link a job to its own
 // runs and to the ones it was coalesced into.
 func (s *Store) ListOutput(ctx context.Context, f muster.OutputFilter) ([]muster.OutputChunk, error) {

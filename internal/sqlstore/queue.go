@@ -110,7 +110,7 @@ func (s *Store) insertRequests(ctx context.Context, tx *Tx, reqs []request) erro
 	return err
 }
 
-// SubmitJob implements muster.Store. It costs a fixed number of statements
+// SubmitJob implements muster.Jobs. It costs a fixed number of statements
 // whatever the number of targets.
 func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResult, error) {
 	if err := j.Validate(); err != nil {
@@ -295,7 +295,7 @@ func pickCandidates(ctx context.Context, tx *Tx, n int) ([]int64, error) {
 	return QueryIDs(ctx, tx, candidates, n)
 }
 
-// ClaimRuns implements muster.Store: one statement moves the whole batch to
+// ClaimRuns implements muster.WorkQueue: one statement moves the whole batch to
 // running and returns it.
 func (s *Store) ClaimRuns(ctx context.Context, p muster.ClaimParams) ([]muster.Run, error) {
 	if p.Server == "" || p.Limit <= 0 || p.LeaseTTL <= 0 || p.MaxRunning < 0 {
@@ -401,7 +401,7 @@ func (s *Store) fillSpecs(ctx context.Context, q querier, rs []muster.Run) error
 	return rows.Err()
 }
 
-// BumpJob implements muster.Store.
+// BumpJob implements muster.Jobs.
 func (s *Store) BumpJob(ctx context.Context, id int64) error {
 	now := us(s.Opt.Now())
 	err := s.write(ctx, func(tx *Tx) error {

@@ -93,12 +93,12 @@ func getJob(ctx context.Context, q querier, id int64) (muster.Job, error) {
 	return j, err
 }
 
-// GetJob implements muster.Store.
+// GetJob implements muster.Jobs.
 func (s *Store) GetJob(ctx context.Context, id int64) (muster.Job, error) {
 	return getJob(ctx, s.R, id)
 }
 
-// ListJobs implements muster.Store. The state filter is applied to derived
+// ListJobs implements muster.Jobs. The state filter is applied to derived
 // job states, so a filtered page may scan more jobs than it returns.
 func (s *Store) ListJobs(ctx context.Context, f muster.JobFilter) ([]muster.Job, error) {
 	limit := f.Limit
@@ -132,12 +132,12 @@ func (s *Store) ListJobs(ctx context.Context, f muster.JobFilter) ([]muster.Job,
 	return out, nil
 }
 
-// GetRun implements muster.Store.
+// GetRun implements muster.Jobs.
 func (s *Store) GetRun(ctx context.Context, id int64) (muster.Run, error) {
 	return getRun(ctx, s.R, id)
 }
 
-// ListRuns implements muster.Store.
+// ListRuns implements muster.Jobs.
 func (s *Store) ListRuns(ctx context.Context, f muster.RunFilter) ([]muster.Run, error) {
 	var where []string
 	var args []any
@@ -170,7 +170,7 @@ func (s *Store) ListRuns(ctx context.Context, f muster.RunFilter) ([]muster.Run,
 // scanOneRun scans runFields alone, for queryAll.
 func scanOneRun(sc scanner) (muster.Run, error) { return scanRun(sc) }
 
-// Stats implements muster.Store.
+// Stats implements muster.Jobs.
 func (s *Store) Stats(ctx context.Context) (muster.Stats, error) {
 	now := s.Opt.Now()
 	var st muster.Stats

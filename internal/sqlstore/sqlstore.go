@@ -1,6 +1,8 @@
 // Package sqlstore is the job queue's logic in dialect-neutral SQL over
 // database/sql, shared by the sqlite and postgres adapters, which supply
-// their connections and a Dialect. It holds no driver of its own.
+// their connections and a Dialect. It holds no driver of its own. It also
+// holds the schema: one set of migrations for both databases, which each
+// adapter expands for its engine with Migrations (see migrate.go).
 //
 // The hot paths (ClaimRuns, CompleteRuns, SubmitJob) are set-based: a batch
 // of runs costs a fixed handful of statements, whatever its size. Lists of
@@ -184,7 +186,7 @@ func (s *Store) Close() error {
 // DB returns the writer, for tests that try to break the queue's rules.
 func (s *Store) DB() *sql.DB { return s.W }
 
-// Wake implements muster.Store.
+// Wake implements muster.WorkQueue.
 func (s *Store) Wake() <-chan struct{} { return s.wake }
 
 // Signal wakes the consumer of Wake, without blocking: signals coalesce in

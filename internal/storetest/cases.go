@@ -41,7 +41,7 @@ func testSubmitClaimComplete(e *env) {
 		e.t.Fatalf("claimed %d runs twice", len(more))
 	}
 	e.clk.Advance(time.Second)
-	out, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: runs[0].ID, Server: "s1", Attempt: 1,
+	out, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: runs[0].ID, Server: "s1", Attempt: 1,
 		Outcome: muster.OutcomeSucceeded, ExitCode: 0, Result: json.RawMessage(`{"stdout":"ok"}`)})
 	if err != nil || out.State != muster.RunSucceeded || string(out.Result) != `{"stdout":"ok"}` ||
 		!out.FinishedAt.Equal(e.clk.Now()) || out.LeaseOwner != "" {
@@ -89,10 +89,10 @@ func testInvalid(e *env) {
 	if err := e.s.BumpJob(e.ctx, 999); !errors.Is(err, muster.ErrNotFound) {
 		e.t.Errorf("BumpJob(999) = %v", err)
 	}
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: 999, Server: "s", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrNotFound) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: 999, Server: "s", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrNotFound) {
 		e.t.Errorf("CompleteRun(999) = %v", err)
 	}
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: 1, Server: "s", Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrInvalid) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: 1, Server: "s", Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrInvalid) {
 		e.t.Errorf("CompleteRun(attempt 0) = %v", err)
 	}
 }
@@ -268,7 +268,7 @@ func testConcurrentClaimers(e *env) {
 					delete(held, r.Node) // before completing: a claim after this point is legitimate
 					done[r.ID]++
 					mu.Unlock()
-					if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: r.ID, Server: server, Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}); err != nil {
+					if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: r.ID, Server: server, Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded}); err != nil {
 						errs <- fmt.Errorf("complete: %w", err)
 						return
 					}
@@ -418,7 +418,7 @@ func testLeaseRescue(e *env) {
 	if r.State != muster.RunPending || r.LeaseOwner != "" || !strings.Contains(r.Error, "lease") {
 		e.t.Fatalf("rescued run: %+v", r)
 	}
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: r.ID, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: r.ID, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
 		e.t.Fatalf("late completion by the dead server: %v, want ErrLeaseLost", err)
 	}
 	again := e.claim("s2", 10, 0)
@@ -459,7 +459,7 @@ func testIdempotentCompletion(e *env) {
 	if again := e.complete(rs[1], muster.OutcomeFailed); again.State != muster.RunRetrying || !again.RunAt.Equal(retry.RunAt) {
 		e.t.Fatalf("repeat failure changed the retry: %+v", again)
 	}
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: rs[1].ID, Server: "other", Attempt: 2, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: rs[1].ID, Server: "other", Attempt: 2, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
 		e.t.Fatalf("completion by a non-holder: %v", err)
 	}
 }

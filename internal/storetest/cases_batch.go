@@ -91,7 +91,7 @@ func testCompleteRunsBatch(e *env) {
 		e.t.Errorf("second batch: %+v", res[1:])
 	}
 	// CompleteRun is the same thing, one at a time.
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: 1 << 40, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrNotFound) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: 1 << 40, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrNotFound) {
 		e.t.Errorf("CompleteRun(unknown) = %v", err)
 	}
 }
@@ -134,7 +134,7 @@ func testReleaseRuns(e *env) {
 	if ids, _ := e.s.Heartbeat(e.ctx, muster.HeartbeatParams{Server: "s1", LeaseTTL: time.Minute}); len(ids) != 0 {
 		e.t.Errorf("s1 still holds %v", ids)
 	}
-	if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: mine[0].ID, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
+	if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: mine[0].ID, Server: "s1", Attempt: 1, Outcome: muster.OutcomeSucceeded}); !errors.Is(err, muster.ErrLeaseLost) {
 		e.t.Errorf("completing a released run: %v, want ErrLeaseLost", err)
 	}
 	// Released runs keep their place (ahead of x) and the claim is not a

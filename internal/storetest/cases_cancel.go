@@ -197,7 +197,7 @@ func testCancelRescueAndRelease(e *env) {
 	e.cancelRequested("s1")
 	e.wantNodes(e.claim("s2", 10, 0), "c")
 	// The attempt's end is recorded: a late report changes nothing.
-	if got, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: rs[0].ID, Server: "s1", Attempt: 1,
+	if got, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: rs[0].ID, Server: "s1", Attempt: 1,
 		Outcome: muster.OutcomeSucceeded}); err != nil || got.State != muster.RunCancelled {
 		e.t.Fatalf("late report of the rescued run: %s, %v; want it still cancelled", got.State, err)
 	}

@@ -532,7 +532,7 @@ func testOutputConcurrent(e *env) {
 					errs <- err
 					return
 				}
-				if _, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: r.ID, Server: r.LeaseOwner, Attempt: r.Attempt,
+				if _, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: r.ID, Server: r.LeaseOwner, Attempt: r.Attempt,
 					Outcome: muster.OutcomeSucceeded}); err != nil {
 					errs <- err
 					return

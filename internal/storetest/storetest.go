@@ -53,17 +53,21 @@ func setup(t *testing.T, newStore Factory, opts ...muster.StoreOption) *env {
 // fresh returns a new env, with an empty store of its own, for the subtest t.
 func (e *env) fresh(t *testing.T) *env { return setup(t, e.newStore) }
 
-// Run runs the whole suite against stores from newStore.
-func Run(t *testing.T, newStore Factory) {
-	tests := []struct {
-		name string
-		fn   func(e *env)
-	}{
+// testCase is one case of the suite.
+type testCase struct {
+	name string
+	fn   func(e *env)
+}
+
+// suite lists the cases by the part of the Store whose promises they check
+// (most use other parts too: every case submits jobs, say). Subtests are
+// named part/case, e.g. WorkQueue/OneRunningPerNode.
+var suite = []struct {
+	part  string
+	cases []testCase
+}{
+	{"WorkQueue", []testCase{
 		{"SubmitClaimComplete", testSubmitClaimComplete},
-		{"Invalid", testInvalid},
-		{"PriorityAgeAndBump", testPriorityAgeAndBump},
-		{"Scheduled", testScheduled},
-		{"Coalescing", testCoalescing},
 		{"OneRunningPerNode", testOneRunningPerNode},
 		{"DeepBacklogOnOneNode", testDeepBacklog},
 		{"DatabaseRejectsSecondRunning", testDatabaseRejectsSecondRunning},
@@ -72,35 +76,53 @@ func Run(t *testing.T, newStore Factory) {
 		{"RetryBackoff", testRetryBackoff},
 		{"Continuous", testContinuous},
 		{"Recurring", testRecurring},
-		{"LeaseRescue", testLeaseRescue},
-		{"LeaseFailPolicy", testLeaseFailPolicy},
 		{"IdempotentCompletion", testIdempotentCompletion},
-		{"Cancel", testCancel},
-		{"CancelHandsOverSharedRun", testCancelHandsOver},
-		{"CancelRunning", testCancelRunning},
 		{"CancelledCompletion", testCancelledCompletion},
-		{"CancelRescueAndRelease", testCancelRescueAndRelease},
-		{"Stats", testStats},
-		{"ListJobs", testListJobs},
 		{"CompleteRunsBatch", testCompleteRunsBatch},
 		{"ConcurrentBatches", testConcurrentBatches},
 		{"ReleaseRuns", testReleaseRuns},
 		{"Wake", testWake},
-		{"Tokens", testTokens},
-		{"TokenLastUsedThrottled", testTokenLastUsed},
-		{"Audit", testAudit},
 		{"OutputAppendList", testOutputAppendList},
-		{"OutputPaging", testOutputPaging},
 		{"OutputDropped", testOutputDropped},
 		{"OutputDeletedWhenAttemptEnds", testOutputDeleted},
-		{"OutputCancelWaiting", testOutputCancelWaiting},
-		{"OutputCoalesced", testOutputCoalesced},
 		{"OutputInvalid", testOutputInvalid},
 		{"OutputBinary", testOutputBinary},
 		{"OutputConcurrent", testOutputConcurrent},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(setup(t, newStore)) })
+	}},
+	{"Rescuer", []testCase{
+		{"LeaseRescue", testLeaseRescue},
+		{"LeaseFailPolicy", testLeaseFailPolicy},
+		{"CancelRescueAndRelease", testCancelRescueAndRelease},
+	}},
+	{"Jobs", []testCase{
+		{"Invalid", testInvalid},
+		{"PriorityAgeAndBump", testPriorityAgeAndBump},
+		{"Scheduled", testScheduled},
+		{"Coalescing", testCoalescing},
+		{"Cancel", testCancel},
+		{"CancelHandsOverSharedRun", testCancelHandsOver},
+		{"CancelRunning", testCancelRunning},
+		{"Stats", testStats},
+		{"ListJobs", testListJobs},
+		{"OutputPaging", testOutputPaging},
+		{"OutputCancelWaiting", testOutputCancelWaiting},
+		{"OutputCoalesced", testOutputCoalesced},
+	}},
+	{"AuthStore", []testCase{
+		{"Tokens", testTokens},
+		{"TokenLastUsedThrottled", testTokenLastUsed},
+		{"Audit", testAudit},
+	}},
+}
+
+// Run runs the whole suite against stores from newStore.
+func Run(t *testing.T, newStore Factory) {
+	for _, part := range suite {
+		t.Run(part.part, func(t *testing.T) {
+			for _, tc := range part.cases {
+				t.Run(tc.name, func(t *testing.T) { tc.fn(setup(t, newStore)) })
+			}
+		})
 	}
 }
 
@@ -132,7 +154,7 @@ func (e *env) claim(server string, limit, maxRunning int) []muster.Run {
 
 func (e *env) complete(r muster.Run, o muster.Outcome) muster.Run {
 	e.t.Helper()
-	out, err := e.s.CompleteRun(e.ctx, muster.CompleteParams{RunID: r.ID, Server: r.LeaseOwner, Attempt: r.Attempt, Outcome: o})
+	out, err := muster.CompleteRun(e.ctx, e.s, muster.CompleteParams{RunID: r.ID, Server: r.LeaseOwner, Attempt: r.Attempt, Outcome: o})
 	if err != nil {
 		e.t.Fatalf("CompleteRun(%d): %v", r.ID, err)
 	}
@@ -203,7 +225,7 @@ func fill(b *testing.B, s muster.Store, n int) {
 func Benchmark(b *testing.B, newStore Factory) {
 	benchCycle(b, newStore, 10, "claims/s", func(ctx context.Context, s muster.Store, ps []muster.CompleteParams) {
 		for _, p := range ps {
-			if _, err := s.CompleteRun(ctx, p); err != nil {
+			if _, err := muster.CompleteRun(ctx, s, p); err != nil {
 				b.Fatal(err)
 			}
 		}
