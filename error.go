@@ -94,3 +94,21 @@ func KindOf(err error) string {
 	}
 	return ""
 }
+
+// ErrForbidden is matched (errors.Is) by refusals of what the caller's
+// identity may not do, such as a job on the server's own machine by a
+// non-admin. The API answers them 403. Forbidden makes one.
+var ErrForbidden = errors.New("not allowed for this caller")
+
+// Forbidden returns an error that matches ErrForbidden and reads as the
+// formatted message, which is meant for the caller.
+func Forbidden(format string, args ...any) error {
+	return &forbiddenError{fmt.Sprintf(format, args...)}
+}
+
+type forbiddenError struct{ msg string }
+
+func (e *forbiddenError) Error() string { return e.msg }
+
+// Is matches ErrForbidden.
+func (e *forbiddenError) Is(target error) bool { return target == ErrForbidden }

@@ -28,6 +28,9 @@ type JobSpec struct {
 	Task   string         `json:"task,omitempty"`
 	Plan   string         `json:"plan,omitempty"`
 	Params map[string]any `json:"params,omitempty"`
+	// Concurrency is how many targets each step of a plan job acts on at
+	// once (0: the server's default).
+	Concurrency int `json:"concurrency,omitempty"`
 	// RunAs runs the action as this user through sudo; Env adds
 	// environment variables (command and script jobs).
 	RunAs string            `json:"run_as,omitempty"`
@@ -105,6 +108,10 @@ func (s *JobSpec) Validate(kind JobKind) error {
 		return fmt.Errorf("a plan job sets the plan's \"targets\" parameter itself, to each node in turn")
 	case s.Sealed != "":
 		return fmt.Errorf("\"sealed\" is set by the server; send secrets in \"secrets\"")
+	case s.Concurrency < 0:
+		return fmt.Errorf("concurrency must be 0 (the server's default) or more, got %d", s.Concurrency)
+	case s.Concurrency > 0 && kind != JobPlan:
+		return fmt.Errorf("concurrency applies to plan jobs only: each other job acts on one node per run")
 	case s.LocalTargets:
 		return fmt.Errorf("\"local_targets\" is set by the server, for admins on a server started with --allow-local-targets")
 	}

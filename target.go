@@ -52,3 +52,12 @@ func (t *Target) SortedFeatures() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Names returns the targets' names, in order.
+func Names(ts []*Target) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}

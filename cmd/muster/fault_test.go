@@ -16,9 +16,12 @@ import (
 
 // lockedCommand is a node-run that proves exclusivity: it takes a per-node
 // lock directory (mkdir is atomic), logs its start and end, and records
-// DOUBLE if the node's lock was already held, i.e. two runs at once.
+// DOUBLE if the node's lock was already held, i.e. two runs at once. A run
+// stopped by a signal (its server died, so its process group was killed)
+// logs "killed" and gives the lock back on its way out.
 func lockedCommand(dir string, seconds string) string {
 	return fmt.Sprintf(`L=%[1]s/locks/$MUSTER_NODE; mkdir "$L" 2>/dev/null || { echo "DOUBLE $MUSTER_NODE $MUSTER_RUN_ID" >> %[1]s/log; exit 9; }
+trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; rmdir "$L"; exit 143' TERM
 echo "start $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; sleep %[2]s; echo "end $MUSTER_RUN_ID" >> %[1]s/log; rmdir "$L"`, dir, seconds)
 }
 

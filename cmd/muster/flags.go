@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/executor"
 )
 
@@ -62,7 +63,7 @@ func (f *globalFlags) registerTargets(c *cobra.Command) {
 func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
 	fl := c.Flags()
 	f.registerTargets(c)
-	fl.IntVarP(&f.concurrency, "concurrency", "c", 100, "most targets acted on at once (a sliding window)")
+	fl.IntVarP(&f.concurrency, "concurrency", "c", engine.DefaultConcurrency, "most targets acted on at once (a sliding window)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for each target's action, e.g. 30s or 5m (default: none)")
 	fl.BoolVar(&f.stream, "stream", false, "print output live, each line prefixed with its target's name")
 	fl.StringVar(&f.runAs, "run-as", "", "run as this user through sudo (skipped when it is the login user)")

@@ -65,14 +65,6 @@ Passwords and inline keys are shown as "[redacted]".`,
 	return group("inventory", "Inspect the inventory", show)
 }
 
-func names(ts []*muster.Target) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.Name
-	}
-	return out
-}
-
 func detailOf(t *muster.Target) map[string]any {
 	alias := t.Alias
 	if alias == nil {
@@ -120,9 +112,9 @@ func (a *app) inventoryJSON(file string, known, adhoc, all []*muster.Target, det
 		doc = map[string]any{"targets": ds, "count": len(all)}
 	} else {
 		doc = map[string]any{
-			"inventory": map[string]any{"targets": names(known), "count": len(known), "file": file},
-			"adhoc":     map[string]any{"targets": names(adhoc), "count": len(adhoc)},
-			"targets":   names(all), "count": len(all),
+			"inventory": map[string]any{"targets": muster.Names(known), "count": len(known), "file": file},
+			"adhoc":     map[string]any{"targets": muster.Names(adhoc), "count": len(adhoc)},
+			"targets":   muster.Names(all), "count": len(all),
 		}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -26,6 +25,7 @@ type submitFlags struct {
 	params        string
 	watch         bool
 	stream        bool
+	concurrency   int
 }
 
 func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
@@ -83,7 +83,7 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.submitJob(c, cf, &sf, muster.JobPlan, muster.JobSpec{Plan: args[0], Params: params})
+				return a.submitJob(c, cf, &sf, muster.JobPlan, muster.JobSpec{Plan: args[0], Params: params, Concurrency: sf.concurrency})
 			},
 		},
 	}
@@ -107,6 +107,9 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		if k.Name() == "task" || k.Name() == "plan" {
 			fl.StringVar(&sf.params, "params", "", "parameters as a JSON object, @file.json, or - for stdin")
 		}
+		if k.Name() == "plan" {
+			fl.IntVarP(&sf.concurrency, "concurrency", "c", 0, "most targets each step acts on at once (default: the server's --concurrency)")
+		}
 	}
 	g := group("submit", "Queue a command, script, task or plan on a server", kinds...)
 	g.Long = `Queue work on the server. Each target becomes one node-run; a node never
@@ -119,19 +122,6 @@ exit code then says how it went (0 all succeeded, 1 some failed).
 Node-runs see MUSTER_JOB_ID, MUSTER_RUN_ID, MUSTER_NODE and MUSTER_ATTEMPT
 in their environment (command and script jobs).`
 	return g
-}
-
-// scriptKind is 'job submit script', whose arguments follow the same rule
-// as 'script run'.
-func scriptKind(run func(c *cobra.Command, script string, args []string) error) *cobra.Command {
-	c := &cobra.Command{
-		Use: "script SCRIPT [ARGS...] -t TARGETS", Short: "Queue a local script (its content travels with the job)",
-		Long: "Queue a local script: its content travels with the job.\n\n" + scriptArgsHelp,
-		Example: `  muster job submit script ./rotate-logs.sh --keep 7 -t all --at 02:00
-  muster job submit script ./check.sh -t web -- -t quick`,
-	}
-	withScriptArgs(c, run)
-	return c
 }
 
 // jobParams parses task or plan parameters like 'muster task run' does,
@@ -235,66 +225,4 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		return nil
 	}
 	return a.watchJob(c.Context(), cl, res.Job.ID, sf.stream)
-}
-
-// checkSubmitDurations refuses counts and durations that would be
-// ignored or make no sense: --every 0s, a negative --retries, a --timeout
-// below a second.
-func checkSubmitDurations(c *cobra.Command, sf *submitFlags) error {
-	switch {
-	case sf.retries < 0:
-		return usagef("--retries must not be negative, got %d", sf.retries)
-	case c.Flags().Changed("every") && sf.every < time.Second:
-		return usagef("--every %s: a recurring job needs an interval of at least 1s (leave --every out for a one-off job)", sf.every)
-	case sf.timeout < 0 || sf.timeout > 0 && sf.timeout < time.Second:
-		return usagef("--timeout %s: use 0 for no limit, or at least 1s", sf.timeout)
-	case sf.continuous && sf.every > 0:
-		return usagef("--continuous and --every do not go together: a continuous job's next run is queued as soon as one ends")
-	}
-	return nil
-}
-
-// sayWhereResolved tells where the job's targets were resolved: by the
-// server, with its own inventory. A project here with an inventory the
-// server did not use gets a warning: its groups and names meant nothing.
-func (a *app) sayWhereResolved(out io.Writer, server, serverInv string) {
-	where := "its inventory " + serverInv
-	if serverInv == "" {
-		where = "no inventory (ad-hoc targets only)"
-	}
-	fmt.Fprintf(out, "Targets resolved by the server at %s, with %s\n", server, where)
-	local, err := a.inventoryPath()
-	if err != nil || local == "" || local == serverInv {
-		return
-	}
-	fmt.Fprintf(a.stderr, "Warning: this project's inventory %s is not the one the server used; "+
-		"the server reads its own (muster server --project, --inventoryfile)\n", local)
-}
-
-// parseAt reads --at: RFC 3339, HH:MM[:SS] (the next such local time), or
-// +DURATION. "" means now (the zero time).
-func parseAt(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, ok := strings.CutPrefix(s, "+"); ok {
-		v, err := time.ParseDuration(d)
-		if err != nil || v < 0 {
-			return time.Time{}, usagef("--at %q: +DURATION needs a Go duration such as +10m or +2h", s)
-		}
-		return now.Add(v), nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"15:04", "15:04:05"} {
-		if t, err := time.ParseInLocation(layout, s, now.Location()); err == nil {
-			at := time.Date(now.Year(), now.Month(), now.Day(), t.Hour(), t.Minute(), t.Second(), 0, now.Location())
-			if !at.After(now) {
-				at = at.AddDate(0, 0, 1)
-			}
-			return at, nil
-		}
-	}
-	return time.Time{}, usagef("--at %q: use RFC 3339 (2026-12-01T02:00:00Z), HH:MM or +DURATION", s)
 }

@@ -84,7 +84,7 @@ func TestPlanRollingRebootYAMLAndStarlark(t *testing.T) {
 			reboots := fakeReboots(t, backends)
 
 			code, out, errOut := cli(t, "plan", "run", planName, "-t", "web", "lb=localhost", "state="+state,
-				"wait=30", "-i", inv, "--project", project)
+				"wait=30", "-i", inv, "--project", testProject)
 			if code != 0 {
 				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 			}
@@ -132,7 +132,7 @@ func TestPlanErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errOut := cli(t, append(tc.args, "--project", project)...)
+			code, out, errOut := cli(t, append(tc.args, "--project", testProject)...)
 			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, tc.want, out, errOut)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +11,9 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/inventory"
+	"github.com/muster-run/muster/internal/project"
 	"github.com/muster-run/muster/internal/target"
 )
-
-// projectMarkers name the files that make a directory a project.
-var projectMarkers = []string{"muster-project.yaml", "bolt-project.yaml"}
 
 // projectDir finds the project directory: --project, $MUSTER_PROJECT, the
 // nearest directory upwards holding a project file, else the current one.
@@ -31,16 +28,7 @@ func (a *app) projectDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for dir := cwd; ; dir = filepath.Dir(dir) {
-		for _, m := range projectMarkers {
-			if _, err := os.Stat(filepath.Join(dir, m)); err == nil {
-				return dir, nil
-			}
-		}
-		if filepath.Dir(dir) == dir {
-			return cwd, nil
-		}
-	}
+	return project.FindDir(cwd), nil
 }
 
 func checkDir(from, p string) (string, error) {
@@ -54,52 +42,52 @@ func checkDir(from, p string) (string, error) {
 	return filepath.Abs(p)
 }
 
+// projectOptions turns --project, --inventoryfile, --modulepath and the
+// connection flags (the inventory's lowest-precedence defaults, as in
+// Bolt) into the project's options.
+func (a *app) projectOptions(c *cobra.Command) (project.Options, error) {
+	dir, err := a.projectDir()
+	if err != nil {
+		return project.Options{}, err
+	}
+	o := project.Options{Dir: dir, InventoryFile: a.flags.inventoryFile}
+	if a.flags.modulepath != "" {
+		o.ModulePath = filepath.SplitList(a.flags.modulepath)
+	}
+	o.Inventory.Defaults = map[string]any{}
+	if c != nil && c.Flags().Lookup("targets") != nil {
+		if o.Inventory.Defaults, err = a.flags.defaults(c); err != nil {
+			return project.Options{}, err
+		}
+	}
+	if a.flags.verbose {
+		o.Inventory.Warnf = func(format string, args ...any) { fmt.Fprintf(a.stderr, "Warning: "+format+"\n", args...) }
+	}
+	return o, nil
+}
+
 // loadInventory reads --inventoryfile, or inventory.yaml in the project
 // directory. A missing default file means ad-hoc targets only, as in Bolt;
 // a missing file named with -i is an error.
 func (a *app) loadInventory(c *cobra.Command) (*inventory.Inventory, error) {
-	defaults := map[string]any{}
-	if c.Flags().Lookup("targets") != nil {
-		d, err := a.flags.defaults(c)
-		if err != nil {
-			return nil, err
-		}
-		defaults = d
-	}
-	opts := inventory.Options{Defaults: defaults}
-	if a.flags.verbose {
-		opts.Warnf = func(format string, args ...any) { fmt.Fprintf(a.stderr, "Warning: "+format+"\n", args...) }
-	}
-	path, err := a.inventoryPath()
+	o, err := a.projectOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	if path == "" {
-		return inventory.Empty(opts), nil
-	}
-	inv, err := inventory.Load(path, opts)
+	inv, _, err := o.LoadInventory()
 	if err != nil {
 		return nil, inputError{err}
 	}
 	return inv, nil
 }
 
-// inventoryPath is the inventory file in use: --inventoryfile, else
-// inventory.yaml in the project directory when it exists, else "" (ad-hoc
-// targets only).
+// inventoryPath is the inventory file in use, "" for none.
 func (a *app) inventoryPath() (string, error) {
-	if a.flags.inventoryFile != "" {
-		return filepath.Abs(a.flags.inventoryFile)
-	}
-	dir, err := a.projectDir()
+	o, err := a.projectOptions(nil)
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "inventory.yaml")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	return path, nil
+	return o.InventoryPath()
 }
 
 // resolveTargets loads the inventory and resolves -t.

@@ -260,12 +260,12 @@ func TestServerJobCommands(t *testing.T) {
 // the server's log nor any API answer holds them, and the task still gets
 // its sensitive parameter.
 func TestServerSealsSecrets(t *testing.T) {
-	project, err := filepath.Abs("testdata/project")
+	projDir, err := filepath.Abs("testdata/project")
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	srv := startServer(t, project, data)
+	srv := startServer(t, projDir, data)
 	srv.env(t)
 	const pw, tok = "pw-Zq8Vx1-never-stored", "tok-Hq2Lm9-never-stored"
 	t.Setenv("MUSTER_SUDO_PASSWORD", pw)
@@ -274,7 +274,7 @@ func TestServerSealsSecrets(t *testing.T) {
 		t.Fatalf("submit: exit %d\n%s\n%s", code, out, errOut)
 	}
 	t.Setenv("MUSTER_SUDO_PASSWORD", "")
-	code, taskOut, errOut := cli(t, "job", "submit", "task", "demo::secret", "token="+tok, "user=bob", "wait=1", "-t", "localhost", "--watch", "--project", project)
+	code, taskOut, errOut := cli(t, "job", "submit", "task", "demo::secret", "token="+tok, "user=bob", "wait=1", "-t", "localhost", "--watch", "--project", projDir)
 	if code != 0 || !strings.Contains(taskOut, "the user is bob") {
 		t.Fatalf("task job: exit %d\n%s\n%s", code, taskOut, errOut)
 	}

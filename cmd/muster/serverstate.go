@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/httpapi"
 	"github.com/muster-run/muster/internal/postgres"
 	"github.com/muster-run/muster/internal/secret"
 	"github.com/muster-run/muster/internal/sqlite"
@@ -130,4 +132,69 @@ func writeFileExcl(path, content string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// bootstrapAdmin creates the first admin token when the store has none,
+// and writes it to path (mode 0600) for the job commands on this machine.
+func bootstrapAdmin(ctx context.Context, store muster.Store, path string, log *slog.Logger) error {
+	tokens, err := store.ListTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("reading API tokens: %w", err)
+	}
+	if hasLiveAdmin(tokens) {
+		return nil
+	}
+	secretText, hash, err := httpapi.NewTokenSecret()
+	if err != nil {
+		return err
+	}
+	name := "admin"
+	for i := 2; ; i++ {
+		if !tokenNameTaken(tokens, name) {
+			break
+		}
+		name = fmt.Sprintf("admin-%d", i)
+	}
+	_ = os.Remove(path) // a stale token file from a previous database
+	if err := writeFileExcl(path, secretText+"\n"); err != nil {
+		return fmt.Errorf("writing the admin token: %w", err)
+	}
+	if _, err := store.CreateToken(ctx, muster.Token{Name: name, Role: muster.RoleAdmin, CreatedBy: "local:" + localUser()}, hash); err != nil {
+		os.Remove(path)
+		// Another server on the same database may have just made one.
+		if again, lerr := store.ListTokens(ctx); lerr == nil && hasLiveAdmin(again) {
+			log.Info("another server created the admin token first; use its token file or 'muster token create --local'")
+			return nil
+		}
+		return fmt.Errorf("creating the admin token: %w", err)
+	}
+	_ = store.Audit(ctx, muster.AuditEntry{Actor: "local:" + localUser(), Role: muster.RoleAdmin, Action: "token.create",
+		Object: "token/" + name, Remote: "local", Detail: `{"bootstrap":true}`})
+	log.Info("created an admin API token", "name", name, "file", path)
+	return nil
+}
+
+func hasLiveAdmin(tokens []muster.Token) bool {
+	for _, t := range tokens {
+		if t.Role == muster.RoleAdmin && t.RevokedAt.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenNameTaken(tokens []muster.Token, name string) bool {
+	for _, t := range tokens {
+		if t.Name == name && t.RevokedAt.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+func localUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprint(os.Getuid())
 }

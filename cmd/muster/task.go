@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -16,25 +15,12 @@ import (
 	"github.com/muster-run/muster/internal/task"
 )
 
-// modulePath returns --modulepath, or <project>/modules and
-// <project>/site-modules.
-func (a *app) modulePath() ([]string, error) {
-	if a.flags.modulepath != "" {
-		return filepath.SplitList(a.flags.modulepath), nil
-	}
-	dir, err := a.projectDir()
-	if err != nil {
-		return nil, err
-	}
-	return []string{filepath.Join(dir, "modules"), filepath.Join(dir, "site-modules")}, nil
-}
-
 func (a *app) taskIndex() (*task.Index, error) {
-	mp, err := a.modulePath()
+	o, err := a.projectOptions(nil)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := task.Find(mp)
+	idx, err := o.Tasks()
 	if err != nil {
 		return nil, inputError{err}
 	}

@@ -7,14 +7,14 @@ import (
 	"testing"
 )
 
-const project = "testdata/project"
+const testProject = "testdata/project"
 
 // taskRun runs a task on localhost in the test project and decodes the
 // single JSON item.
 func taskRun(t *testing.T, args ...string) (int, map[string]any, string) {
 	t.Helper()
 	full := append([]string{"task", "run"}, args...)
-	full = append(full, "--project", project, "--format", "json")
+	full = append(full, "--project", testProject, "--format", "json")
 	if !contains(args, "-t") {
 		full = append(full, "-t", "localhost")
 	}
@@ -138,7 +138,7 @@ func TestTaskValidationBeforeConnecting(t *testing.T) {
 func TestTaskSensitiveNeverShown(t *testing.T) {
 	for _, args := range [][]string{{"--format", "json"}, {"--format", "human"}, {"--format", "human", "--stream"}} {
 		format := strings.Join(args, " ")
-		argv := append([]string{"task", "run", "demo::secret", "token=hunter2-tok", "user=bob", "-t", "localhost", "--project", project}, args...)
+		argv := append([]string{"task", "run", "demo::secret", "token=hunter2-tok", "user=bob", "-t", "localhost", "--project", testProject}, args...)
 		code, out, errOut := cli(t, argv...)
 		if code != 0 {
 			t.Fatalf("exit %d %s %s", code, out, errOut)
@@ -151,22 +151,22 @@ func TestTaskSensitiveNeverShown(t *testing.T) {
 		}
 	}
 	// Nor in validation errors.
-	_, out, errOut := cli(t, "task", "run", "demo::secret", "token=[1]", "user=bob", "-t", "localhost", "--project", project)
+	_, out, errOut := cli(t, "task", "run", "demo::secret", "token=[1]", "user=bob", "-t", "localhost", "--project", testProject)
 	if strings.Contains(out+errOut, "[1]") && strings.Contains(out+errOut, "token") && !strings.Contains(out+errOut, "redacted") {
 		t.Errorf("validation error may show the sensitive value:\n%s%s", out, errOut)
 	}
 }
 
 func TestTaskShow(t *testing.T) {
-	code, out, _ := cli(t, "task", "show", "--project", project)
+	code, out, _ := cli(t, "task", "show", "--project", testProject)
 	if code != 0 || !strings.Contains(out, "demo::echo") || !strings.Contains(out, "Echo a message back") || strings.Contains(out, "demo::hidden") {
 		t.Fatalf("task show: exit %d\n%s", code, out)
 	}
-	code, out, _ = cli(t, "task", "show", "demo::echo", "--project", project)
+	code, out, _ = cli(t, "task", "show", "demo::echo", "--project", testProject)
 	if code != 0 || !strings.Contains(out, "message: String[1]") || !strings.Contains(out, "muster task run demo::echo message=<value>") {
 		t.Fatalf("task show demo::echo: exit %d\n%s", code, out)
 	}
-	code, out, _ = cli(t, "task", "show", "--project", project, "--format", "json")
+	code, out, _ = cli(t, "task", "show", "--project", testProject, "--format", "json")
 	var doc struct {
 		Tasks [][2]string `json:"tasks"`
 	}

@@ -143,6 +143,16 @@ func (h *Human) Result(r *muster.Result) {
 
 func (h *Human) value(b *strings.Builder, r *muster.Result) {
 	switch r.Action {
+	case "plan":
+		// A plan job's value is its return value, under its progress.
+		if out, _ := r.Value["stdout"].(string); out != "" {
+			b.WriteString("  STDOUT:\n")
+			indent(b, "    ", out)
+		}
+		if v, ok := r.Value["value"]; ok && v != nil {
+			pretty, _ := json.MarshalIndent(v, "", "  ")
+			indent(b, "  ", string(pretty))
+		}
 	case "command", "script":
 		out, _ := r.Value["stdout"].(string)
 		errOut, _ := r.Value["stderr"].(string)

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/dispatch"
+	"github.com/muster-run/muster/internal/engine"
+	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/project"
+	"github.com/muster-run/muster/internal/ssh"
+)
+
+// runServer wires the server: project, secret key, store, transports,
+// engine, API and dispatcher; then serves until a signal, and stops in
+// order (stop claiming, let runs finish within --grace, hand back the rest).
+func (a *app) runServer(c *cobra.Command, f serverFlags) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	fake, err := f.fakeBackend()
+	if err != nil {
+		return err
+	}
+	a.serving.Store(true)
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx := c.Context()
+
+	po, err := a.projectOptions(nil)
+	if err != nil {
+		return err
+	}
+	live, err := project.NewLive(po)
+	if err != nil {
+		return inputError{err}
+	}
+	// The port first: a server that cannot listen must not have created a
+	// secret key, an admin token or a database on its way to failing.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (is another muster server running? use --listen to pick another address): %w", f.listen, err)
+	}
+	defer ln.Close()
+	keyPath := f.secretKey
+	if keyPath == "" {
+		keyPath = filepath.Join(f.dataDir, "secret.key")
+	}
+	box, createdKey, err := loadSecretBox(keyPath, f.secretKey == "")
+	if err != nil {
+		return err
+	}
+	store, desc, err := openStore(ctx, f.database, f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if createdKey {
+		log.Info("created the secret key", "file", keyPath)
+		if strings.HasPrefix(f.database, "postgres") {
+			log.Warn("other servers on this database need the same secret key", "file", keyPath)
+		}
+	}
+	if err := bootstrapAdmin(ctx, store, filepath.Join(f.dataDir, "admin.token"), log); err != nil {
+		return err
+	}
+	runner, closeRunner := a.newRunner(ssh.Options{AuthRetryAfter: f.authRetry})
+	defer closeRunner()
+	eng := &engine.Engine{Project: live.Current, Runner: runner, Secrets: box,
+		Linger:  action.NewLinger(runner, f.keepConns, f.maxIdleConns),
+		Options: engine.Options{Concurrency: f.concurrency, TmpDir: f.tmpdir, AllowLocal: f.allowLocal, Guard: queueGuard(desc)}}
+
+	api, err := httpapi.NewServer(httpapi.Config{
+		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log,
+		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
+		Inventory: func() string { return live.Current().InventoryFile },
+	})
+	if err != nil {
+		return err
+	}
+	metrics := api.Metrics()
+	d, err := dispatch.New(dispatch.Config{
+		Queue: store, Rescuer: store, Executor: runExecutor{eng: eng, fake: fake}, Server: dispatch.ServerName(),
+		Slots: f.slots, BatchSize: f.batch, MaxRunning: f.maxRunning, LeaseTTL: f.leaseTTL, PollInterval: f.poll,
+		Rate: f.rate, Burst: f.burst, HealthURL: f.healthURL, LoadThreshold: f.healthMaxLoad, HealthInterval: f.health,
+		HealthTimeout: min(f.health, 10*time.Second), Logger: log,
+		Hooks: dispatch.Hooks{
+			OnStart: func(_ muster.Run, wait time.Duration) { metrics.ObserveStart(wait) },
+			OnFinish: func(_ muster.Run, took time.Duration, o dispatch.Outcome) {
+				metrics.ObserveFinish(took, httpapi.RunOutcome(o.OK, o.Error))
+			},
+			OnAdmission: func(open bool, _ string) { metrics.SetAdmission(open) },
+		},
+	})
+	if err != nil {
+		return inputError{err}
+	}
+
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return usagef("TLS: %v", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	}
+	log.Info("project loaded", live.Current().Summary()...)
+	log.Info("muster server started", "version", muster.Version, "api", scheme+"://"+ln.Addr().String(), "store", desc,
+		"slots", f.slots, "max_running", f.maxRunning, "allow_local_targets", f.allowLocal)
+
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	})
+	(&reloader{live: live, transports: runner.Transports, log: log}).watch(ctx, &wg, f.watchProject)
+	wg.Go(func() { eng.Linger.Run(ctx) })
+	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDispatch()
+	dispatchDone := make(chan error, 1)
+	wg.Go(func() { dispatchDone <- d.Run(dispatchCtx) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: no new runs are claimed; running ones may finish", "grace", f.grace)
+	case runErr = <-serveErr:
+		log.Error("HTTP server failed", "err", runErr)
+	case runErr = <-dispatchDone:
+		log.Error("dispatcher stopped", "err", runErr)
+	}
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.grace)
+	defer cancel()
+	if err := d.Shutdown(graceCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	stopDispatch()
+	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancelHTTP()
+	_ = api.Close() // ends open event streams, which would hold Shutdown up
+	_ = srv.Shutdown(httpCtx)
+	wg.Wait()
+	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	runner.Cleanup(cleanupCtx)
+	cancelCleanup()
+	log.Info("muster server stopped")
+	if runErr != nil {
+		return runErr
+	}
+	if ctx.Err() != nil {
+		a.interrupted.Store(false) // a requested stop is a clean exit
+	}
+	return nil
+}
+
+// queueGuard names this queue's per-node lock on the targets: every
+// server of one database uses the same name, so an attempt orphaned by a
+// dead server and its retry on another never run at once on a node.
+func queueGuard(storeDesc string) string {
+	return fmt.Sprintf("q%x", sha256.Sum256([]byte(storeDesc)))[:17]
+}
+
+// runExecutor adapts the engine to the dispatcher. With fake set
+// (--backend fake:D) every run sleeps D and succeeds without touching a
+// target: queue benchmarks and fault tests measure the queue alone.
+type runExecutor struct {
+	eng  *engine.Engine
+	fake *time.Duration
+}
+
+func (x runExecutor) Execute(ctx context.Context, r muster.Run, live dispatch.Output) dispatch.Outcome {
+	var res *muster.Result
+	if x.fake != nil {
+		res = fakeRun(ctx, r, *x.fake)
+	} else {
+		res = x.eng.Run(ctx, r, live.Stdout, live.Stderr)
+	}
+	out := dispatch.Outcome{OK: true}
+	if b, err := res.MarshalJSON(); err == nil {
+		out.Result = b
+	}
+	if code, ok := res.Value["exit_code"].(int); ok {
+		out.ExitCode = code
+	}
+	if res.Error != nil {
+		out.OK = false
+		out.Error = res.Error.Kind + ": " + res.Error.Msg
+		if code, ok := res.Error.Details["exit_code"].(int); ok {
+			out.ExitCode = code
+		}
+	}
+	return out
+}
+
+// fakeRun sleeps d and succeeds, unless ctx ends first.
+func fakeRun(ctx context.Context, r muster.Run, d time.Duration) *muster.Result {
+	res := &muster.Result{Target: r.Node, Action: string(r.Kind)}
+	if spec, err := muster.DecodeJobSpec(r.Spec); err == nil {
+		res.Object = spec.Object(r.Kind)
+	}
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			res.Error = muster.ContextError(ctx, fmt.Sprintf("run %d on %s", r.ID, r.Node))
+			return res
+		}
+	}
+	res.Value = map[string]any{"fake": true}
+	return res
+}
