@@ -20,6 +20,7 @@ import (
 	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/dispatch"
 	"github.com/muster-run/muster/internal/engine"
+	"github.com/muster-run/muster/internal/events"
 	"github.com/muster-run/muster/internal/httpapi"
 	"github.com/muster-run/muster/internal/project"
 	"github.com/muster-run/muster/internal/ssh"
@@ -83,8 +84,9 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		Linger:  action.NewLinger(runner, f.keepConns, f.maxIdleConns),
 		Options: engine.Options{Concurrency: f.concurrency, TmpDir: f.tmpdir, AllowLocal: f.allowLocal, Guard: queueGuard(desc)}}
 
+	hub := events.New() // the dispatcher publishes what it stores; event streams follow
 	api, err := httpapi.NewServer(httpapi.Config{
-		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log,
+		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log, Events: hub,
 		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
 		Inventory: func() string { return live.Current().InventoryFile },
 	})
@@ -103,6 +105,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 				metrics.ObserveFinish(took, httpapi.RunOutcome(o.OK, o.Error))
 			},
 			OnAdmission: func(open bool, _ string) { metrics.SetAdmission(open) },
+			OnStored:    func(jobs []int64) { hub.Publish(jobs...) },
 		},
 	})
 	if err != nil {

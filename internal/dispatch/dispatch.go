@@ -121,6 +121,27 @@ type Hooks struct {
 	// for another reason. Under load it closes and reopens often (free
 	// slots and rate tokens run out and come back).
 	OnAdmission func(open bool, why string)
+	// OnStored is called, with the ids of the jobs concerned, after
+	// changes to their runs are in the store: runs claimed, attempts
+	// completed, live output appended. Watchers (the API's event stream)
+	// then read the store at once instead of polling it.
+	OnStored func(jobs []int64)
+}
+
+// stored reports changes of runs to Hooks.OnStored.
+func (d *Dispatcher) stored(runs ...muster.Run) {
+	if d.cfg.Hooks.OnStored == nil || len(runs) == 0 {
+		return
+	}
+	jobs := make([]int64, 0, len(runs))
+	seen := map[int64]bool{}
+	for _, r := range runs {
+		if !seen[r.JobID] {
+			seen[r.JobID] = true
+			jobs = append(jobs, r.JobID)
+		}
+	}
+	d.cfg.Hooks.OnStored(jobs)
 }
 
 // Config configures a Dispatcher. Queue and Executor are required; every
@@ -337,7 +358,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cancelSig: make(chan struct{}, 1),
 		tasks:     map[int64]*task{},
 		byNode:    map[string]*task{},
-		out:       newOutputs(cfg.Queue, log),
+		out:       newOutputs(cfg.Queue, log, cfg.Hooks.OnStored),
 		stopping:  make(chan struct{}),
 		drain:     make(chan struct{}),
 		done:      make(chan struct{}),

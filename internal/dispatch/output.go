@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -38,8 +39,9 @@ const (
 // and appends it to the store in batches, whole lines at a time, from one
 // goroutine (flusher), so a run's chunks are stored in order.
 type outputs struct {
-	queue muster.WorkQueue
-	log   *slog.Logger
+	queue  muster.WorkQueue
+	log    *slog.Logger
+	stored func(jobs []int64) // Hooks.OnStored; may be nil
 
 	mu   sync.Mutex
 	open map[int64]*liveRun // by run id: attempts still running
@@ -64,8 +66,8 @@ type liveStream struct {
 	stopped bool // over a limit: nothing more is streamed
 }
 
-func newOutputs(queue muster.WorkQueue, log *slog.Logger) *outputs {
-	return &outputs{queue: queue, log: log, open: map[int64]*liveRun{}}
+func newOutputs(queue muster.WorkQueue, log *slog.Logger, stored func(jobs []int64)) *outputs {
+	return &outputs{queue: queue, log: log, stored: stored, open: map[int64]*liveRun{}}
 }
 
 // start opens r's live output.
@@ -145,14 +147,19 @@ func (o *outputs) flush(ctx context.Context) {
 	o.writing.Lock()
 	defer o.writing.Unlock()
 	var chunks []muster.OutputChunk
+	var jobs []int64
 	o.mu.Lock()
 	for _, lr := range o.open {
+		added := false
 		for i := range lr.streams {
 			if data := lr.streams[i].take(); data != nil {
 				chunks = append(chunks, muster.OutputChunk{RunID: lr.run.ID, Attempt: lr.run.Attempt,
 					Stream: [2]string{muster.OutputStdout, muster.OutputStderr}[i], Data: data})
-				lr.flushed = true
+				lr.flushed, added = true, true
 			}
+		}
+		if added && !slices.Contains(jobs, lr.run.JobID) {
+			jobs = append(jobs, lr.run.JobID)
 		}
 	}
 	o.mu.Unlock()
@@ -161,8 +168,14 @@ func (o *outputs) flush(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	if err := o.queue.AppendOutput(ctx, chunks); err != nil && ctx.Err() == nil {
-		o.log.Warn("live output not stored (results keep it)", "chunks", len(chunks), "err", err)
+	if err := o.queue.AppendOutput(ctx, chunks); err != nil {
+		if ctx.Err() == nil {
+			o.log.Warn("live output not stored (results keep it)", "chunks", len(chunks), "err", err)
+		}
+		return
+	}
+	if o.stored != nil {
+		o.stored(jobs)
 	}
 }
 

@@ -296,6 +296,7 @@ func (d *Dispatcher) claim(ctx context.Context) (again bool, retryIn time.Durati
 	d.mu.Unlock()
 	d.cap.Start(now, len(started))
 	d.claimMu.Unlock()
+	d.stored(runs...)
 	for _, t := range started {
 		d.workers.Add(1)
 		go d.execute(ctx, t)

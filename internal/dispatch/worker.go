@@ -207,6 +207,11 @@ func (d *Dispatcher) flush(ctx context.Context, batch []pendingDone) bool {
 			d.log.Error("recording a completion failed", "run", p.RunID, "attempt", p.Attempt, "err", r.Err)
 		}
 	}
+	done := make([]muster.Run, len(batch))
+	for i, b := range batch {
+		done[i] = b.t.run
+	}
+	d.stored(done...)
 	signal(d.kick) // nodes and slots were freed: claim again
 	return true
 }

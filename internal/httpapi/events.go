@@ -30,7 +30,8 @@ type runKey struct {
 // event whenever one of its runs changes state (with the result once
 // final), "output" events with the new lines of running runs, a "job"
 // summary with counts after each batch of changes, and a final "end"
-// event once the job has finished. It polls the store.
+// event once the job has finished. It reads the store when the event hub
+// says the job changed, and every EventInterval besides.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.Token) error {
 	id, err := jobID(r)
 	if err != nil {
@@ -78,6 +79,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.T
 	var lastOut int64 // the last output chunk sent
 	ticker := time.NewTicker(s.cfg.EventInterval)
 	defer ticker.Stop()
+	var notified <-chan struct{} // nil (never ready) without a hub
+	if s.cfg.Events != nil {
+		sub := s.cfg.Events.Subscribe(id)
+		defer sub.Close()
+		notified = sub.C
+	}
+	lastRead := s.now()
 	idle := time.Duration(0)
 	for {
 		runs, err := s.store.ListRuns(ctx, f)
@@ -154,8 +162,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ muster.T
 		case <-s.closed:
 			return nil
 		case <-ticker.C:
+		case <-notified:
 		}
-		if idle += s.cfg.EventInterval; idle >= keepAlive {
+		now := s.now()
+		idle += now.Sub(lastRead)
+		lastRead = now
+		if idle >= keepAlive {
 			idle = 0
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return err

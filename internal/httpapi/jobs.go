@@ -253,6 +253,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 	if out.Coalesced == nil {
 		out.Coalesced = []string{}
 	}
+	s.publish(j.ID)
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/jobs/%d", j.ID))
 	writeJSON(w, http.StatusCreated, out)
 	return nil
@@ -400,6 +401,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, who muster
 	if err != nil {
 		return err
 	}
+	s.publish(id)
 	s.audit(r, who, "job.cancel", fmt.Sprintf("job/%d", id),
 		map[string]any{"id": id, "cancelled_runs": res.Cancelled, "stopping_runs": res.Stopping})
 	if got, err := s.store.GetJob(r.Context(), id); err == nil {
@@ -417,6 +419,7 @@ func (s *Server) handleBump(w http.ResponseWriter, r *http.Request, who muster.T
 	if err := s.store.BumpJob(r.Context(), id); err != nil {
 		return err
 	}
+	s.publish(id)
 	s.audit(r, who, "job.bump", fmt.Sprintf("job/%d", id), map[string]any{"id": id})
 	if got, err := s.store.GetJob(r.Context(), id); err == nil {
 		j = got

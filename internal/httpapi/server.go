@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/events"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -74,8 +75,14 @@ type Config struct {
 	// Metrics, when set, is used instead of a new NewMetrics(Store) (the
 	// dispatcher may need it before the server exists).
 	Metrics *Metrics
-	// EventInterval is how often an event stream polls the store; default
-	// 250ms.
+	// Events, when set, is the hub that tells an event stream when its
+	// job changed (the dispatcher publishes claims, completions and live
+	// output; the API publishes submits, cancels and bumps), so a stream
+	// reads the store when told rather than on a timer.
+	Events *events.Hub
+	// EventInterval is how often an event stream reads the store without
+	// being told: every 250ms without a hub, every 2s with one (changes
+	// made by other servers on a shared database arrive this way).
 	EventInterval time.Duration
 	// MaxTargetsPerJob, when above 0, refuses (400) a submission whose
 	// targets resolve to more nodes than this, before anything is stored
@@ -171,6 +178,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics(cfg.Store)
+	}
+	if s.cfg.EventInterval <= 0 && s.cfg.Events != nil {
+		s.cfg.EventInterval = 2 * time.Second
 	}
 	if s.cfg.EventInterval <= 0 {
 		s.cfg.EventInterval = 250 * time.Millisecond
@@ -396,4 +406,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ muster.T
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("ok\n"))
 	return nil
+}
+
+// publish tells the event hub, if any, that a job changed.
+func (s *Server) publish(job int64) {
+	if s.cfg.Events != nil {
+		s.cfg.Events.Publish(job)
+	}
 }
