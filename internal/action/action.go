@@ -7,12 +7,12 @@ package action
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/muster-run/muster"
 )
@@ -27,6 +27,21 @@ type Options struct {
 	SudoPassword string
 	// TmpDir overrides the target's tmpdir config when non-empty.
 	TmpDir string
+	// Guard, when non-empty, names a lock the action holds on the target
+	// while its work runs, until the work's whole process group is gone:
+	// a second action with the same Guard on the same target (as the same
+	// effective user) waits for it at most GuardWait, then fails with kind
+	// muster.KindNotRun and issue code IssueGuardBusy, without running. The
+	// server passes something like its queue id and the node name, so an
+	// orphaned attempt can never overlap its retry. The target needs flock
+	// (util-linux or busybox); without it the action fails with
+	// IssueGuardUnavailable rather than run unguarded. The lock file lives
+	// in TMPDIR/muster-guard.UID, a mode-700 directory of the user.
+	Guard string
+	// GuardWait is how long an action waits for Guard's lock, rounded up
+	// to whole seconds: zero means DefaultGuardWait (30s), and a negative
+	// value fails at once when the lock is held.
+	GuardWait time.Duration
 	// Stream, when set, returns writers that receive the target's stdout
 	// and stderr live. It is called once per target.
 	Stream func(t *muster.Target) (stdout, stderr io.Writer)
@@ -150,20 +165,6 @@ func configString(t *muster.Target, key string) string {
 func failed(t *muster.Target, action, object string, err error) *muster.Result {
 	return &muster.Result{Target: t.Name, Action: action, Object: object, Value: map[string]any{},
 		Error: muster.AsError(err, muster.KindInternal)}
-}
-
-// run executes line on t, escalating with sudo when run-as asks for it, and
-// returns the exit code. stdin may be nil.
-func (r *Runner) run(ctx context.Context, t *muster.Target, line string, stdin io.Reader, stdout, stderr io.Writer, opts Options) (int, error) {
-	tr, err := r.transport(t)
-	if err != nil {
-		return -1, err
-	}
-	esc := newEscalation(t, opts)
-	if esc == nil {
-		return tr.Exec(ctx, t, &muster.Command{Line: line, Stdin: stdin, Stdout: stdout, Stderr: stderr})
-	}
-	return esc.exec(ctx, tr, t, line, stdin, stdout, stderr)
 }
 
 func nilWriters(t *muster.Target, opts Options) (io.Writer, io.Writer) {

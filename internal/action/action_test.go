@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -19,12 +20,15 @@ import (
 type counting struct {
 	muster.Transport
 	execs atomic.Int64
+	mu    sync.Mutex
 	lines []string
 }
 
 func (c *counting) Exec(ctx context.Context, t *muster.Target, cmd *muster.Command) (int, error) {
 	c.execs.Add(1)
+	c.mu.Lock()
 	c.lines = append(c.lines, cmd.Line)
+	c.mu.Unlock()
 	return c.Transport.Exec(ctx, t, cmd)
 }
 

@@ -10,17 +10,31 @@ import (
 	"github.com/muster-run/muster"
 )
 
-// Command runs line on t with the target's login shell, in one channel.
+// Command runs line on t with the target's login shell (sh under run-as,
+// as sudo gives it), in one channel.
 func (r *Runner) Command(ctx context.Context, t *muster.Target, line string, opts Options) *muster.Result {
 	prefix, err := envPrefix(opts.Env)
 	if err != nil {
 		return failed(t, "command", line, err)
 	}
-	full := line
+	work := commandShell(t, opts) + " -c " + quote(line)
 	if prefix != "" {
-		full = prefix + "sh -c " + quote(line)
+		work = prefix + "sh -c " + quote(line)
 	}
-	return r.execResult(ctx, t, "command", line, full, nil, opts, "")
+	return r.execResult(ctx, t, "command", line, program{work: work}, opts, "")
+}
+
+// commandShell is the shell a command line is handed to: the login shell
+// over SSH ($SHELL, as sshd sets it), sh under sudo (as before), and
+// /bin/sh on the local transport.
+func commandShell(t *muster.Target, opts Options) string {
+	switch {
+	case runAsUser(t, opts) != "":
+		return "sh"
+	case t.Transport == "local":
+		return "/bin/sh"
+	}
+	return `"${SHELL:-/bin/sh}"`
 }
 
 // Script uploads content as a script named after scriptPath into a private
@@ -37,12 +51,12 @@ func (r *Runner) Script(ctx context.Context, t *muster.Target, scriptPath string
 		quoted[i] = quote(a)
 	}
 	setup := setupMarker()
-	run := strings.TrimSpace(prefix + `"$d"/` + quote(name) + " " + strings.Join(quoted, " "))
-	line := privateDir(r.tmpdir(t, opts), setup) +
-		`cat > "$d"/` + quote(name) + ` && chmod 700 "$d"/` + quote(name) +
-		` || { echo "` + setup + ` cannot write the script into $d" >&2; exit 1; }` + "\n" +
-		run + " </dev/null\n"
-	return r.execResult(ctx, t, "script", scriptPath, "exec sh -c "+quote(line), strings.NewReader(string(content)), opts, setup)
+	file := `"$d"/` + quote(name)
+	prelude := privateDir(r.tmpdir(t, opts), setup) +
+		fmt.Sprintf("head -c %d >%s && [ $(($(wc -c <%s))) -eq %d ] && chmod 700 %s", len(content), file, file, len(content), file) +
+		` || { echo "` + setup + ` cannot write the script into $d" >&2; exit 1; }` + "\n"
+	work := strings.TrimSpace(prefix + file + " " + strings.Join(quoted, " "))
+	return r.execResult(ctx, t, "script", scriptPath, program{prelude: prelude, work: work, payload: content}, opts, setup)
 }
 
 func (r *Runner) tmpdir(t *muster.Target, opts Options) string {
@@ -71,11 +85,11 @@ func setupMarker() string { return "muster-setup-error-" + randomToken() + ":" }
 
 // execResult runs line and shapes a command-style result: stdout, stderr,
 // merged_output and exit_code, with a command-error for a non-zero exit.
-func (r *Runner) execResult(ctx context.Context, t *muster.Target, action, object, line string, stdin io.Reader, opts Options, setup string) *muster.Result {
+func (r *Runner) execResult(ctx context.Context, t *muster.Target, action, object string, p program, opts Options, setup string) *muster.Result {
 	var out output
 	var liveOut, liveErr = nilWriters(t, opts)
 	stdout, stderr := out.writers(liveOut, liveErr)
-	code, err := r.run(ctx, t, line, stdin, stdout, stderr, opts)
+	code, err := r.run(ctx, t, p, stdout, stderr, opts)
 	flush(liveOut)
 	flush(liveErr)
 	res := &muster.Result{Target: t.Name, Action: action, Object: object, Value: out.value(code)}

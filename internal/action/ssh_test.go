@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/local"
 	"github.com/muster-run/muster/internal/ssh"
 	"github.com/muster-run/muster/internal/sshtest"
 	"github.com/muster-run/muster/internal/task"
@@ -91,7 +92,7 @@ func (r *Runner) cacheDirFor(t *testing.T, tg *muster.Target) string {
 	t.Helper()
 	r.cache.mu.Lock()
 	defer r.cache.mu.Unlock()
-	return r.tmpdir(tg, Options{}) + "/muster." + r.cache.token
+	return taskCacheDir(r.tmpdir(tg, Options{}), r.cache.token, tg.User)
 }
 
 func TestScriptAndCommandOneChannelOverSSH(t *testing.T) {
@@ -143,5 +144,81 @@ func TestForgetRemovesCacheAndConnection(t *testing.T) {
 	}
 	if _, err := os.Stat(r.cacheDirFor(t, tg)); !os.IsNotExist(err) {
 		t.Errorf("cache directory left after Linger with Idle 0: %v", err)
+	}
+}
+
+// One task cache per user on a machine: a task run as the login user and
+// then as root (or on the same machine over the local transport as root
+// and over SSH as the login user) works every time, each user unpacking
+// into a directory of their own, and cleanup removes them all.
+func TestTaskCachePerUser(t *testing.T) {
+	asRoot := Options{RunAs: "root", SudoPassword: sshtest.SudoPassword}
+	tests := []struct {
+		name  string
+		steps []string // "ssh", "ssh-root" or "local"
+	}{
+		{"login user then run-as root", []string{"ssh", "ssh-root", "ssh", "ssh-root"}},
+		{"run-as root then login user", []string{"ssh-root", "ssh"}},
+		{"local as root then ssh as the login user", []string{"local", "ssh", "local"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, tg, _ := sshRunner(t)
+			r.Transports["local"] = local.New()
+			lt := &muster.Target{Name: "localhost", Transport: "local", Features: []string{"shell"}, Config: map[string]any{}}
+			tk, idx := demoTask(t)
+			ctx := context.Background()
+			for i, step := range tc.steps {
+				target, opts := tg, Options{}
+				switch step {
+				case "ssh-root":
+					opts = asRoot
+				case "local":
+					target = lt
+				}
+				res := r.Task(ctx, target, &TaskRun{Task: tk, Index: idx, Params: map[string]any{"name": step}}, opts)
+				if !res.OK() || res.Value["hi"] != step {
+					t.Fatalf("step %d (%s): %+v %v", i+1, step, res.Error, res.Value)
+				}
+			}
+			r.cache.mu.Lock()
+			token := r.cache.token
+			r.cache.mu.Unlock()
+			r.Cleanup(ctx)
+			if left, _ := filepath.Glob("/tmp/muster." + token + "*"); len(left) != 0 {
+				t.Errorf("task caches left after cleanup: %v", left)
+			}
+		})
+	}
+}
+
+// Run-as over SSH keeps working with the supervised programs: sudo gets
+// its password, the payload follows, and refusals are escalation errors.
+func TestRunAsOverSSH(t *testing.T) {
+	r, _, tg, _ := sshRunner(t)
+	tests := []struct {
+		name     string
+		password string
+		wantOut  string
+		wantCode string
+	}{
+		{"right password", sshtest.SudoPassword, "root\nhello\n", ""},
+		{"wrong password", "not-the-password", "", "BAD_PASSWORD"},
+		{"no password", "", "", "NO_PASSWORD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{RunAs: "root", SudoPassword: tc.password}
+			res := r.Script(context.Background(), tg, "who.sh", []byte("id -un\necho hello\n"), nil, opts)
+			if tc.wantCode == "" {
+				if !res.OK() || res.Value["stdout"] != tc.wantOut {
+					t.Fatalf("got %+v %v, want stdout %q", res.Error, res.Value, tc.wantOut)
+				}
+				return
+			}
+			if res.OK() || res.Error.Kind != muster.KindEscalate || res.Error.IssueCode != tc.wantCode {
+				t.Fatalf("got %+v, want %s %s", res.Error, muster.KindEscalate, tc.wantCode)
+			}
+		})
 	}
 }

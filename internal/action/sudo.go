@@ -87,6 +87,9 @@ func (e *escalation) exec(ctx context.Context, tr muster.Transport, t *muster.Ta
 	f := &sudoFilter{e: e, out: stderr, in: inW, stdin: stdin, cancel: cancel}
 	code, err := tr.Exec(ctx, t, &muster.Command{Line: wrapped, Stdin: inR, Stdout: stdout, Stderr: f})
 	f.flush()
+	if c, ok := stdin.(io.Closer); ok {
+		_ = c.Close() // a held input (see heldInput) blocks the copy below until closed
+	}
 	_ = inR.CloseWithError(io.ErrClosedPipe) // unblocks any writer still feeding stdin
 	f.wg.Wait()
 

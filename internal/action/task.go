@@ -6,8 +6,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
+	"os/user"
 	"path"
 	"sort"
 	"strings"
@@ -112,10 +112,44 @@ func packFiles(files []task.File, exe string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// The last entry tells a whole archive from one cut short.
+	if err := tw.WriteHeader(&tar.Header{Name: taskComplete, Mode: 0o600, Typeflag: tar.TypeReg}); err != nil {
+		return nil, err
+	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// taskComplete is the last entry of a task archive, at the top of the
+// install directory.
+const taskComplete = ".muster-complete"
+
+// effectiveUser returns who an action on t runs as, as far as muster can
+// tell: the run-as user, else the login user, else (local transport) the
+// user of this process. It is "" for an SSH target whose user comes from
+// the SSH client config.
+func effectiveUser(t *muster.Target, opts Options) string {
+	if u := runAsUser(t, opts); u != "" {
+		return u
+	}
+	if t.User != "" {
+		return t.User
+	}
+	if t.Transport == "local" {
+		if u, err := user.Current(); err == nil {
+			return u.Username
+		}
+	}
+	return ""
+}
+
+// taskCacheDir is the task cache directory of one user on a target:
+// base/muster.<token>.<user, escaped as a download directory>. Every user
+// has their own, since each must own theirs.
+func taskCacheDir(base, token, user string) string {
+	return base + "/muster." + token + "." + targetDirName(user)
 }
 
 // taskCache remembers, for this process, which payloads are already
@@ -167,9 +201,9 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 	if tr.Noop && !tr.Task.Metadata.SupportsNoop {
 		return failed(t, "task", name, muster.Errorf(muster.KindInvalid, "Task %s does not support noop", name))
 	}
-	runAs := runAsUser(t, opts)
-	e := r.cache.entry(t.Name+"\x00"+runAs+"\x00"+p.hash, t, opts, func(token string) string {
-		return r.tmpdir(t, opts) + "/muster." + token
+	user := effectiveUser(t, opts)
+	e := r.cache.entry(t.Name+"\x00"+user+"\x00"+p.hash, t, opts, func(token string) string {
+		return taskCacheDir(r.tmpdir(t, opts), token, user)
 	})
 	cacheDir := e.dir
 	installDir := cacheDir + "/" + p.hash
@@ -207,7 +241,7 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 	missing := "muster-cache-missing-" + r.cache.token
 	for attempt := 0; ; attempt++ {
 		send := !e.present
-		line := taskScript(cacheDir, installDir, p, interpreter(t, im.Name), stdinJSON != nil, send, setup, missing)
+		prog := taskProgram(cacheDir, installDir, p, interpreter(t, im.Name), stdinJSON != nil, send, setup, missing)
 		var stdin bytes.Buffer
 		stdin.Write(stdinJSON)
 		stdin.WriteByte('\n')
@@ -221,7 +255,8 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 		liveOut, liveErr := nilWriters(t, opts)
 		liveOut, liveErr = scrubbing(liveOut, tr.Secrets), scrubbing(liveErr, tr.Secrets)
 		so, se := out.writers(liveOut, liveErr)
-		code, err := r.run(ctx, t, "exec sh -c "+quote(line), &stdin, so, se, opts)
+		prog.payload = stdin.Bytes()
+		code, err := r.run(ctx, t, prog, so, se, opts)
 		flush(liveOut)
 		flush(liveErr)
 		if err != nil {
@@ -245,91 +280,6 @@ func (r *Runner) Task(ctx context.Context, t *muster.Target, tr *TaskRun, opts O
 		scrub(res, tr.Secrets)
 		return res
 	}
-}
-
-// interpreter returns the configured interpreter for the executable's
-// extension (the "interpreters" transport config), or "".
-func interpreter(t *muster.Target, file string) string {
-	m, ok := t.TransportConfig()["interpreters"].(map[string]any)
-	if !ok {
-		return ""
-	}
-	ext := path.Ext(file)
-	for _, k := range []string{ext, strings.TrimPrefix(ext, ".")} {
-		switch v := m[k].(type) {
-		case string:
-			return quote(v)
-		case []any:
-			parts := make([]string, 0, len(v))
-			for _, x := range v {
-				parts = append(parts, quote(fmt.Sprint(x)))
-			}
-			return strings.Join(parts, " ")
-		}
-	}
-	return ""
-}
-
-// taskScript builds the shell program that (when send is set) unpacks the
-// archive that follows the parameter line on stdin into the cache, then
-// runs the task with its input. The parameter line is read with the
-// shell's read builtin, which never consumes more than one line, so the
-// archive after it reaches tar intact; secrets stay off the disk.
-func taskScript(cacheDir, installDir string, p *payload, interp string, stdinInput, send bool, setup, missing string) string {
-	var b strings.Builder
-	// The parameters and the PT_ variables arrive on stdin, never on a
-	// command line, where any user of the target could read them in ps.
-	b.WriteString("umask 077\nIFS= read -r params\nIFS= read -r n\n")
-	// A value marked "b" holds escapes for printf %b; one marked "p" is
-	// plain and costs no extra process to decode.
-	b.WriteString("while [ \"$n\" -gt 0 ]; do IFS= read -r k; IFS= read -r v\n")
-	b.WriteString("  case $v in b*) v=$(printf '%bx' \"${v#b}\"); v=${v%x};; *) v=${v#p};; esac\n")
-	b.WriteString("  export \"$k=$v\"; n=$((n-1)); done\n")
-	if send {
-		// Several targets may share one machine (aliases, containers): mkdir
-		// may lose a race, so only the result is checked.
-		fmt.Fprintf(&b, "c=%s\nmkdir -m 700 \"$c\" 2>/dev/null\n", quote(cacheDir))
-		fmt.Fprintf(&b, "[ -d \"$c\" ] && [ -O \"$c\" ] && [ ! -L \"$c\" ] || { echo \"%s cannot create $c, or it belongs to another user\" >&2; exit 1; }\n", setup)
-		// Unpack into a private directory, then rename it into place; when a
-		// sibling target on the same machine won the race, use its copy.
-		fmt.Fprintf(&b, "i=%s\nif [ -d \"$i\" ]; then cat >/dev/null; else\n", quote(installDir))
-		fmt.Fprintf(&b, "  t=$(mktemp -d \"$c/.in.XXXXXXXX\") && tar -xof - -C \"$t\" || { rm -rf \"$t\"; echo \"%s cannot unpack the task into $c (is tar installed?)\" >&2; exit 1; }\n", setup)
-		b.WriteString("  mv \"$t\" \"$i\" 2>/dev/null; rm -rf \"$t\" \"$i/${t##*/}\"\nfi\n")
-		fmt.Fprintf(&b, "[ -d \"$i\" ] || { echo \"%s cannot install the task into $i\" >&2; exit 1; }\n", setup)
-	} else {
-		fmt.Fprintf(&b, "i=%s\n[ -d \"$i\" ] || { echo %s >&2; exit 97; }\n", quote(installDir), missing)
-	}
-	run := strings.TrimSpace(interp + " \"$i\"/" + quote(p.exe))
-	if stdinInput {
-		fmt.Fprintf(&b, "printf '%%s' \"$params\" | %s\n", run)
-	} else {
-		fmt.Fprintf(&b, "%s </dev/null\n", run)
-	}
-	return b.String()
-}
-
-// writeEnv writes env for taskScript's reader: a count, then name and value
-// lines, each value escaped for printf %b so it may hold newlines.
-func writeEnv(w *bytes.Buffer, env map[string]string) error {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if !validEnvName(k) {
-			return muster.Errorf(muster.KindInvalid, "invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	fmt.Fprintf(w, "%d\n", len(keys))
-	for _, k := range keys {
-		v := strings.ReplaceAll(env[k], "\x00", "")
-		if strings.ContainsAny(v, "\\\n") {
-			v = "b" + strings.NewReplacer(`\`, `\\`, "\n", `\0012`).Replace(v)
-		} else {
-			v = "p" + v
-		}
-		fmt.Fprintf(w, "%s\n%s\n", k, v)
-	}
-	return nil
 }
 
 // holds reports whether this runner unpacked tasks on the target named
@@ -370,7 +320,7 @@ func (r *Runner) removeCaches(ctx context.Context, match func(target string) boo
 			continue
 		}
 		if e.present {
-			dirs[e.target.Name+"\x00"+e.dir+"\x00"+runAsUser(e.target, e.opts)] = e
+			dirs[e.target.Name+"\x00"+e.dir] = e
 		}
 		delete(r.cache.have, k)
 	}
@@ -384,7 +334,9 @@ func (r *Runner) removeCaches(ctx context.Context, match func(target string) boo
 			defer wg.Done()
 			defer func() { <-window }()
 			// Best effort: a target that went away keeps a private, mode-700 directory.
-			_, _ = r.run(ctx, e.target, "rm -rf "+quote(e.dir), nil, nil, nil, e.opts)
+			opts := e.opts
+			opts.Guard = "" // removing the cache is not the guarded work
+			_, _ = r.run(ctx, e.target, program{work: "rm -rf " + quote(e.dir)}, nil, nil, opts)
 		}(e)
 	}
 	wg.Wait()

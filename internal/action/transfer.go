@@ -23,6 +23,9 @@ type Archive struct {
 	Source string // the local path as the user gave it
 	Base   string // the name of the top entry
 	data   []byte
+	// complete names the archive's last entry, beside Base: when it is
+	// unpacked, the whole archive arrived.
+	complete string
 }
 
 // Pack archives the file or directory at src, recursively, keeping modes
@@ -85,24 +88,30 @@ func Pack(src string) (*Archive, error) {
 	} else {
 		err = add(root, info)
 	}
+	complete := ".muster-complete-" + randomToken()
+	if err == nil {
+		err = tw.WriteHeader(&tar.Header{Name: complete, Mode: 0o600, Typeflag: tar.TypeReg})
+	}
 	if err == nil {
 		err = tw.Close()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot pack %s: %w", src, err)
 	}
-	return &Archive{Source: src, Base: base, data: buf.Bytes()}, nil
+	return &Archive{Source: src, Base: base, data: buf.Bytes(), complete: complete}, nil
 }
 
 // Upload sends the archive to dest on t in one channel: it is unpacked
 // into a private temporary directory and moved into place with mv, so a
-// directory upload keeps its tree and every mode.
+// directory upload keeps its tree and every mode. An archive cut short (the
+// client went away) is never moved into place.
 func (r *Runner) Upload(ctx context.Context, t *muster.Target, a *Archive, dest string, opts Options) *muster.Result {
 	setup := setupMarker()
-	line := privateDir(r.tmpdir(t, opts), setup) +
-		`tar -xpof - -C "$d" || { echo "` + setup + ` cannot unpack the upload (is tar installed?)" >&2; exit 1; }` + "\n" +
-		`mv -f "$d"/` + quote(a.Base) + ` ` + quote(dest) + "\n"
-	res := r.execResult(ctx, t, "upload", a.Source, "exec sh -c "+quote(line), bytes.NewReader(a.data), opts, setup)
+	prelude := privateDir(r.tmpdir(t, opts), setup) +
+		fmt.Sprintf(`head -c %d | tar -xpof - -C "$d" && [ -f "$d"/%s ]`, len(a.data), quote(a.complete)) +
+		` || { echo "` + setup + ` cannot unpack the upload (is tar installed?)" >&2; exit 1; }` + "\n"
+	p := program{prelude: prelude, work: `mv -f "$d"/` + quote(a.Base) + ` ` + quote(dest), payload: a.data}
+	res := r.execResult(ctx, t, "upload", a.Source, p, opts, setup)
 	if res.OK() {
 		res.Value = map[string]any{"_output": fmt.Sprintf("Uploaded '%s' to '%s:%s'", a.Source, t.Name, dest)}
 	} else if res.Error.Kind == muster.KindCommand {
@@ -113,9 +122,24 @@ func (r *Runner) Upload(ctx context.Context, t *muster.Target, a *Archive, dest 
 }
 
 // DownloadDir returns where Download stores what it fetches from t:
-// destDir/<target name, URL-escaped>.
+// destDir/<target name, escaped>, always one path component strictly
+// inside destDir. The name is URL-path-escaped (so "/", a backslash, NUL
+// and "%" are escaped); a name made only of dots ("." and ".." above all)
+// has every dot escaped as %2E, and the empty name becomes "%". Distinct
+// names give distinct directories: url.PathEscape is injective, escapes no
+// dot, and never yields a bare "%".
 func DownloadDir(destDir string, t *muster.Target) string {
-	return filepath.Join(destDir, url.PathEscape(t.Name))
+	return filepath.Join(destDir, targetDirName(t.Name))
+}
+
+func targetDirName(name string) string {
+	if name == "" {
+		return "%"
+	}
+	if strings.Trim(name, ".") == "" {
+		return strings.Repeat("%2E", len(name))
+	}
+	return url.PathEscape(name)
 }
 
 // Download fetches src from t, recursively, into DownloadDir(destDir, t),
@@ -147,7 +171,7 @@ func (r *Runner) Download(ctx context.Context, t *muster.Target, src, destDir st
 		unpacked <- err
 	}()
 	var stderr bytes.Buffer
-	code, err := r.run(ctx, t, "tar -cf - -C "+quote(dir)+" "+quote(base), nil, pw, &stderr, opts)
+	code, err := r.run(ctx, t, program{work: "tar -cf - -C " + quote(dir) + " " + quote(base)}, pw, &stderr, opts)
 	_ = pw.Close()
 	uerr := <-unpacked
 	switch {
@@ -188,6 +212,10 @@ func unpack(r io.Reader, dir, base string) error {
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
 		case tar.TypeDir:
+			if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				// MkdirAll and Chmod would follow it out of dir.
+				return fmt.Errorf("refusing to write through symbolic link %s", target)
+			}
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}

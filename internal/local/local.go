@@ -27,7 +27,8 @@ var _ muster.Transport = (*Transport)(nil)
 func New() *Transport { return &Transport{} }
 
 // Exec runs cmd.Line with /bin/sh -c. Cancelling ctx sends SIGTERM to the
-// command's process group, then SIGKILL after a grace period.
+// command's process group and closes its stdin, then sends SIGKILL after a
+// grace period. When muster itself dies, the command's stdin reaches EOF.
 func (l *Transport) Exec(ctx context.Context, t *muster.Target, cmd *muster.Command) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, muster.ContextError(ctx, "command on "+t.Name)
@@ -64,6 +65,12 @@ func (l *Transport) Exec(ctx context.Context, t *muster.Target, cmd *muster.Comm
 		case <-ctx.Done():
 			pgid := c.Process.Pid
 			_ = syscall.Kill(-pgid, syscall.SIGTERM) // the group may already be gone
+			if stdin != nil {
+				// End of input tells a program watching its stdin (as muster's
+				// actions do) that its client is gone, at once; it may have
+				// moved its work to a process group of its own.
+				_ = stdin.Close()
+			}
 			select {
 			case <-done:
 			case <-time.After(killGrace):
