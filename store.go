@@ -11,8 +11,8 @@ import (
 )
 
 // This file is the durable job queue's vocabulary and the Store contract
-// that the sqlite and postgres adapters implement (see DESIGN.md, "The
-// server and its queue"). The invariants live in the database: every state
+// that the sqlite and postgres adapters implement (see docs/architecture.md, "The
+// contracts"). The invariants live in the database: every state
 // transition is one transaction, and a partial unique index on runs(node)
 // WHERE state='running' makes a second running run on a node impossible.
 //
@@ -297,7 +297,7 @@ var (
 	ErrInvalid   = errors.New("invalid request")
 )
 
-// The store splits by who uses it (see DESIGN.md, "Architecture"):
+// The store splits by who uses it (see docs/architecture.md, "The contracts"):
 //
 //   - WorkQueue is the worker side: claim node-runs, hold them under a
 //     lease, report how they ended, give them back. The dispatcher uses it;

@@ -18,10 +18,12 @@ import (
 // lock directory (mkdir is atomic), logs its start and end, and records
 // DOUBLE if the node's lock was already held, i.e. two runs at once. A run
 // stopped by a signal (its server died, so its process group was killed)
-// logs "killed" and gives the lock back on its way out.
+// logs "killed" and gives the lock back on its way out (SIGPIPE too: with
+// its client gone, the shell's own notice of a killed child has nowhere to
+// go).
 func lockedCommand(dir string, seconds string) string {
 	return fmt.Sprintf(`L=%[1]s/locks/$MUSTER_NODE; mkdir "$L" 2>/dev/null || { echo "DOUBLE $MUSTER_NODE $MUSTER_RUN_ID" >> %[1]s/log; exit 9; }
-trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; rmdir "$L"; exit 143' TERM
+trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; rmdir "$L"; exit 143' TERM PIPE HUP
 echo "start $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; sleep %[2]s; echo "end $MUSTER_RUN_ID" >> %[1]s/log; rmdir "$L"`, dir, seconds)
 }
 
@@ -192,5 +194,57 @@ func countSleeps() int {
 			return n
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kill -9 a server while its node-runs on real SSH targets outlast the
+// lease: the orphaned remote work ends when its channel closes, and the
+// retry on the restarted server never overlaps it (the node's guard holds
+// the retry back until the orphan's process group is gone).
+func TestServerKill9OrphansDieOverSSH(t *testing.T) {
+	_, inv := fleet(t, 3, "")
+	work, err := os.MkdirTemp("", "muster-orphans-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(work) })
+	if err := os.Mkdir(filepath.Join(work, "locks"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{work, filepath.Join(work, "locks")} {
+		if err := os.Chmod(d, 0o777); err != nil { // the login user writes here
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	args := []string{"--lease-ttl", "3s"}
+	srv := startServer(t, filepath.Dir(inv), data, args...)
+	c := srv.client()
+	job := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "fleet"},
+		Spec: muster.JobSpec{Command: lockedCommand(work, "8")}, OnLeaseExpiry: muster.LeaseRetry})
+	logFile := filepath.Join(work, "log")
+	eventually(t, "all three runs start", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Count(string(b), "start ") == 3
+	})
+	if err := srv.stop(syscall.SIGKILL); err == nil {
+		t.Fatal("kill -9 did not kill")
+	}
+	srv = startServer(t, filepath.Dir(inv), data, args...)
+	waitJob(t, srv.client(), job.Job.ID, "the job ends", func(j httpapi.JobView) bool { return j.Finished })
+	log, _ := os.ReadFile(logFile)
+	if strings.Contains(string(log), "DOUBLE") {
+		t.Fatalf("a retry started while its orphan still ran:\n%s", log)
+	}
+	for _, r := range runsOf(t, srv.client(), job.Job.ID) {
+		if r.State != muster.RunSucceeded || r.Attempt < 2 {
+			t.Errorf("run %d on %s: %s after %d attempts (%s), want succeeded on a retry", r.ID, r.Target, r.State, r.Attempt, r.Error)
+		}
+		if strings.Contains(string(log), fmt.Sprintf("end %d\n", r.ID)) && !strings.Contains(string(log), fmt.Sprintf("killed %d 1\n", r.ID)) {
+			continue // its retry ended it
+		}
+		if !strings.Contains(string(log), fmt.Sprintf("killed %d 1\n", r.ID)) {
+			t.Errorf("run %d's first attempt was not stopped when its server died:\n%s", r.ID, log)
+		}
 	}
 }

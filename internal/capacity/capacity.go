@@ -1,7 +1,7 @@
 // Package capacity is admission control: it decides how many runs may
 // start right now, so that work flows into a backend only as fast as the
 // backend can take it and the load curve stays flat instead of spiking
-// (DESIGN.md, "The server and its queue").
+// (docs/architecture.md, "The life of a job", step 3).
 //
 // A Controller combines three independent limits, and the tightest one
 // wins:
