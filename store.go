@@ -431,8 +431,8 @@ type Jobs interface {
 }
 
 // Store is the whole durable queue: every part, over one database.
-// Implementations: internal/sqlite and internal/postgres, both checked by
-// internal/storetest. Consumers take the part they use: the dispatcher a
+// Implementations: internal/store/sqlite and internal/store/postgres, both checked by
+// internal/store/storetest. Consumers take the part they use: the dispatcher a
 // WorkQueue (and a Rescuer), the HTTP API Jobs and AuthStore.
 type Store interface {
 	WorkQueue

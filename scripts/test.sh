@@ -47,8 +47,8 @@ if ldd /tmp/muster-test-build >/dev/null 2>&1; then echo "muster binary is not s
 rm -f /tmp/muster-test-build
 
 echo "==> go test -race (concurrent packages)"
-go test -race -count=1 ./internal/executor ./internal/ssh ./internal/action ./internal/local ./internal/sqlite ./internal/postgres \
-  ./internal/dispatch ./internal/capacity ./internal/httpapi ./internal/filewatch
+go test -race -count=1 ./internal/executor ./internal/transport/ssh ./internal/action ./internal/transport/local ./internal/store/sqlite ./internal/store/postgres \
+  ./internal/server/dispatch ./internal/capacity ./internal/api ./internal/filewatch ./internal/events ./internal/engine
 
 echo "==> go test (everything)"
 go test -count=1 ./...

@@ -50,7 +50,7 @@ OUT=${FANOUT_OUT:-$REPO/bench/results/fanout.md}
 SLOW_RUNS="ansible-command-default ansible-raw-default"
 
 # Warm measurement: CPU per further command on already-open connections. It
-# needs the in-process API (internal/ssh, internal/inventory), built from
+# needs the in-process API (internal/transport/ssh, internal/inventory), built from
 # bench/fanout/warm (package main, built with the module).
 WARM=""
 WARM_NOTE=""
@@ -59,10 +59,10 @@ build_warm() {
 		WARM=$FANOUT_WARM_BIN
 		return
 	fi
-	if [ ! -d "$REPO/internal/ssh" ] || [ ! -d "$REPO/internal/inventory" ]; then
-		# TODO(fanout): internal/ssh and internal/inventory did not exist when this
+	if [ ! -d "$REPO/internal/transport/ssh" ] || [ ! -d "$REPO/internal/inventory" ]; then
+		# TODO(fanout): internal/transport/ssh and internal/inventory did not exist when this
 		# benchmark was written; bench/fanout/warm is built once they do.
-		WARM_NOTE="TODO: internal/ssh or internal/inventory missing, warm pass not measured"
+		WARM_NOTE="TODO: internal/transport/ssh or internal/inventory missing, warm pass not measured"
 		return
 	fi
 	if [ ! -f "$SCRIPT_DIR/warm/main.go" ]; then

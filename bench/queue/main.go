@@ -50,7 +50,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver: fresh databases, pg_stat_statements
 
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // options are the command-line flags of a measurement.
@@ -186,7 +186,7 @@ type Throughput struct {
 	StatsThroughput1m float64 `json:"stats_throughput_1m_per_sec"`
 	// StatsWait is the server's ready-to-started percentiles then (queueing
 	// under load).
-	StatsWait httpapi.Percentiles `json:"stats_wait"`
+	StatsWait api.Percentiles `json:"stats_wait"`
 	// Succeeded, Retried (attempt > 1) and NotSucceeded over every run.
 	Succeeded    int `json:"succeeded"`
 	Retried      int `json:"retried"`
@@ -246,7 +246,7 @@ type Latency struct {
 	SubmitAck Pct `json:"submit_ack_ms"`
 	// StatsWait: GET /api/v1/stats "wait" after the phase (last 1000
 	// finished runs; all of them samples when Samples >= 1000).
-	StatsWait httpapi.Percentiles `json:"stats_wait"`
+	StatsWait api.Percentiles `json:"stats_wait"`
 }
 
 // Pct are percentiles in milliseconds.
@@ -464,9 +464,9 @@ func (s *session) run(ctx context.Context, rep int) (t *Throughput, err error) {
 	}
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
 	defer tr.CloseIdleConnections()
-	var clients []*httpapi.Client
+	var clients []*api.Client
 	for _, sv := range servers {
-		c, err := httpapi.NewClient(sv.url, strings.TrimSpace(string(tok)), httpapi.WithTransport(tr))
+		c, err := api.NewClient(sv.url, strings.TrimSpace(string(tok)), api.WithTransport(tr))
 		if err != nil {
 			return nil, err
 		}

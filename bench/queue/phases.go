@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // phases.go: the two measurements, throughput and enqueue-to-start latency.
 
-func throughput(ctx context.Context, o options, tag string, clients []*httpapi.Client, servers []*server, pg *pgAdmin) (*Throughput, error) {
+func throughput(ctx context.Context, o options, tag string, clients []*api.Client, servers []*server, pg *pgAdmin) (*Throughput, error) {
 	total := o.jobs * o.nodes
 	logf("%s: throughput: %d jobs x %d nodes = %d runs, %d submitters, %d server(s), --slots %d --claim-batch %d",
 		tag, o.jobs, o.nodes, total, o.submitters, len(servers), o.slots, o.batch)
@@ -47,8 +47,8 @@ func throughput(ctx context.Context, o options, tag string, clients []*httpapi.C
 		wg.Go(func() {
 			for i := range next {
 				c := clients[i%len(clients)]
-				r, err := c.Submit(ctx, httpapi.SubmitRequest{Kind: muster.JobCommand,
-					Targets: httpapi.Targets{Spec: "nodes"},
+				r, err := c.Submit(ctx, api.SubmitRequest{Kind: muster.JobCommand,
+					Targets: api.Targets{Spec: "nodes"},
 					Spec:    muster.JobSpec{Command: fmt.Sprintf("true # queue bench job %d", i)}})
 				now := time.Now()
 				mu.Lock()
@@ -74,7 +74,7 @@ func throughput(ctx context.Context, o options, tag string, clients []*httpapi.C
 	logf("%s: submitted in %.2fs", tag, lastAck.Sub(t0).Seconds())
 
 	// Poll the stats until every run is final.
-	var st httpapi.StatsView
+	var st api.StatsView
 	deadline := t0.Add(o.timeout)
 	for {
 		var err error
@@ -129,7 +129,7 @@ func throughput(ctx context.Context, o options, tag string, clients []*httpapi.C
 	// Every run: succeeded once; the last finished_at ends the phase.
 	var fins []time.Time
 	for _, id := range ids {
-		runs, err := clients[0].Runs(ctx, id, httpapi.RunsOptions{Limit: 2 * o.nodes})
+		runs, err := clients[0].Runs(ctx, id, api.RunsOptions{Limit: 2 * o.nodes})
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +166,7 @@ func throughput(ctx context.Context, o options, tag string, clients []*httpapi.C
 
 // ---------------------------------------------------------------- latency
 
-func latency(ctx context.Context, o options, tag string, clients []*httpapi.Client, nodes []string) (*Latency, error) {
+func latency(ctx context.Context, o options, tag string, clients []*api.Client, nodes []string) (*Latency, error) {
 	// Let the last completions, heartbeats and the planner statistics
 	// settle: the server is idle from here on, but for the samples.
 	select {
@@ -189,7 +189,7 @@ func latency(ctx context.Context, o options, tag string, clients []*httpapi.Clie
 		c := clients[i%len(clients)]
 		node := nodes[i%len(nodes)]
 		sent := time.Now()
-		r, err := c.Submit(ctx, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Nodes: []string{node}},
+		r, err := c.Submit(ctx, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Nodes: []string{node}},
 			Spec: muster.JobSpec{Command: fmt.Sprintf("true # queue bench sample %d", i)}})
 		if err != nil {
 			return nil, err
@@ -215,15 +215,15 @@ func latency(ctx context.Context, o options, tag string, clients []*httpapi.Clie
 
 // waitStarted polls a one-run job until its run has finished (the fake
 // backend finishes at once) and returns the run.
-func waitStarted(ctx context.Context, c *httpapi.Client, job int64) (httpapi.RunView, error) {
+func waitStarted(ctx context.Context, c *api.Client, job int64) (api.RunView, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		runs, err := c.Runs(ctx, job, httpapi.RunsOptions{})
+		runs, err := c.Runs(ctx, job, api.RunsOptions{})
 		if err != nil {
-			return httpapi.RunView{}, err
+			return api.RunView{}, err
 		}
 		if len(runs) != 1 {
-			return httpapi.RunView{}, fmt.Errorf("job %d has %d runs, want 1", job, len(runs))
+			return api.RunView{}, fmt.Errorf("job %d has %d runs, want 1", job, len(runs))
 		}
 		if r := runs[0]; r.State.Final() {
 			if r.State != muster.RunSucceeded || r.StartedAt.IsZero() {
@@ -232,11 +232,11 @@ func waitStarted(ctx context.Context, c *httpapi.Client, job int64) (httpapi.Run
 			return r, nil
 		}
 		if time.Now().After(deadline) {
-			return httpapi.RunView{}, fmt.Errorf("job %d did not finish within a minute", job)
+			return api.RunView{}, fmt.Errorf("job %d did not finish within a minute", job)
 		}
 		select {
 		case <-ctx.Done():
-			return httpapi.RunView{}, ctx.Err()
+			return api.RunView{}, ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}

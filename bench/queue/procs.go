@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/muster-run/muster/internal/procfs"
+	"github.com/muster-run/muster/internal/testkit/procfs"
 )
 
 // procs.go: the muster server processes the benchmark starts, and CPU

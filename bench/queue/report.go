@@ -114,7 +114,7 @@ func writeReport(w io.Writer, m Meta, rs, sweep []Result) {
 	p("- muster: %s; %s\n", m.Muster, m.Go)
 	p("- PostgreSQL: %s; settings: `%s`\n", m.Postgres, strings.Join(m.PGSettings, "`, `"))
 	p("- SQLite: modernc.org/sqlite (pure Go) as built into muster: WAL, `synchronous=NORMAL`, one writer connection\n")
-	p("  (fixed by internal/sqlite, not a flag); the data dir is on the same disk.\n")
+	p("  (fixed by internal/store/sqlite, not a flag); the data dir is on the same disk.\n")
 	for _, n := range m.Notes {
 		p("- %s\n", n)
 	}

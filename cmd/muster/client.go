@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // clientFlags say how the job and token commands reach the server.
@@ -27,7 +27,7 @@ func (f *clientFlags) register(c *cobra.Command) {
 // client builds the API client: the URL from --server or $MUSTER_SERVER,
 // the token from --token-file, $MUSTER_TOKEN, or the admin token a server
 // on this machine wrote into its data directory.
-func (f *clientFlags) client() (*httpapi.Client, error) {
+func (f *clientFlags) client() (*api.Client, error) {
 	url := f.server
 	if url == "" {
 		url = os.Getenv("MUSTER_SERVER")
@@ -39,11 +39,11 @@ func (f *clientFlags) client() (*httpapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	var opts []httpapi.ClientOption
+	var opts []api.ClientOption
 	if f.caFile != "" {
-		opts = append(opts, httpapi.WithCAFile(f.caFile))
+		opts = append(opts, api.WithCAFile(f.caFile))
 	}
-	c, err := httpapi.NewClient(url, token, opts...)
+	c, err := api.NewClient(url, token, opts...)
 	if err != nil {
 		return nil, inputError{err}
 	}
@@ -75,7 +75,7 @@ func (f *clientFlags) token() (string, error) {
 // apiError turns a client error into the CLI's error: a refused request is
 // the user's (exit 2), anything else a failure (exit 1).
 func apiError(err error) error {
-	var ae *httpapi.APIError
+	var ae *api.APIError
 	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != 404 {
 		return inputError{err}
 	}

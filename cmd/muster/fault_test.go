@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // lockedCommand is a node-run that proves exclusivity: it takes a per-node
@@ -27,7 +27,7 @@ trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; rmdir "$L"; exi
 echo "start $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; sleep %[2]s; echo "end $MUSTER_RUN_ID" >> %[1]s/log; rmdir "$L"`, dir, seconds)
 }
 
-func submit(t *testing.T, c *httpapi.Client, req httpapi.SubmitRequest) httpapi.SubmitResponse {
+func submit(t *testing.T, c *api.Client, req api.SubmitRequest) api.SubmitResponse {
 	t.Helper()
 	res, err := c.Submit(context.Background(), req)
 	if err != nil {
@@ -53,20 +53,20 @@ func TestServerKill9MidJob(t *testing.T) {
 		}
 		return out
 	}
-	retry := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Nodes: nodes(1, 16)},
+	retry := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Nodes: nodes(1, 16)},
 		Spec: muster.JobSpec{Command: lockedCommand(work, "0.5")}, OnLeaseExpiry: muster.LeaseRetry})
-	fail := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Nodes: nodes(9, 24)},
+	fail := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Nodes: nodes(9, 24)},
 		Spec: muster.JobSpec{Command: lockedCommand(work, "0.5") + " # fail policy"}, OnLeaseExpiry: muster.LeaseFail,
 		Priority: 1})
 	// Kill once the second job is running and the first is not done.
-	waitJob(t, c, fail.Job.ID, "runs start", func(j httpapi.JobView) bool { return j.Counts[muster.RunRunning] >= 4 })
+	waitJob(t, c, fail.Job.ID, "runs start", func(j api.JobView) bool { return j.Counts[muster.RunRunning] >= 4 })
 	if err := srv.stop(syscall.SIGKILL); err == nil {
 		t.Fatal("kill -9 did not kill")
 	}
 	srv = startServer(t, dir, data, args...)
 	c = srv.client()
 	for _, id := range []int64{retry.Job.ID, fail.Job.ID} {
-		waitJob(t, c, id, "all runs end", func(j httpapi.JobView) bool { return j.Finished })
+		waitJob(t, c, id, "all runs end", func(j api.JobView) bool { return j.Finished })
 	}
 	retryRuns, failRuns := runsOf(t, c, retry.Job.ID), runsOf(t, c, fail.Job.ID)
 	if len(retryRuns) != 16 || len(failRuns) != 16 {
@@ -111,11 +111,11 @@ func TestServerSIGTERMHandsBackRuns(t *testing.T) {
 	// First attempt on each node sleeps far past the grace; once handed
 	// back, the next one finds its marker and ends at once.
 	cmd := fmt.Sprintf(`M=%s/$MUSTER_NODE; if [ -e "$M" ]; then echo second; else touch "$M"; exec sleep 300; fi`, work)
-	slow := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "nodes"},
+	slow := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "nodes"},
 		Spec: muster.JobSpec{Command: cmd}})
-	quick := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "n01"},
+	quick := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "n01"},
 		Spec: muster.JobSpec{Command: "echo queued behind"}})
-	waitJob(t, c, slow.Job.ID, "runs start", func(j httpapi.JobView) bool { return j.Counts[muster.RunRunning] == 2 })
+	waitJob(t, c, slow.Job.ID, "runs start", func(j api.JobView) bool { return j.Counts[muster.RunRunning] == 2 })
 	if err := srv.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM exit: %v\n%s", err, srv.Log())
 	}
@@ -128,7 +128,7 @@ func TestServerSIGTERMHandsBackRuns(t *testing.T) {
 	srv = startServer(t, dir, data, "--grace", "1s")
 	c = srv.client()
 	for _, id := range []int64{slow.Job.ID, quick.Job.ID} {
-		waitJob(t, c, id, "succeeds after the restart", func(j httpapi.JobView) bool { return j.State == muster.JobSucceeded })
+		waitJob(t, c, id, "succeeds after the restart", func(j api.JobView) bool { return j.State == muster.JobSucceeded })
 	}
 	for _, r := range runsOf(t, c, slow.Job.ID) {
 		if out, _ := r.Value["stdout"].(string); out != "second\n" {
@@ -147,15 +147,15 @@ func TestServerCancelStopsRunningRuns(t *testing.T) {
 	srv := startServer(t, dir, t.TempDir())
 	srv.env(t)
 	c := srv.client()
-	job := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "nodes"},
+	job := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "nodes"},
 		Spec: muster.JobSpec{Command: "sleep 300"}, Retries: 2})
-	waitJob(t, c, job.Job.ID, "runs start", func(j httpapi.JobView) bool { return j.Counts[muster.RunRunning] == 2 })
+	waitJob(t, c, job.Job.ID, "runs start", func(j api.JobView) bool { return j.Counts[muster.RunRunning] == 2 })
 	code, out, errOut := cli(t, "job", "cancel", fmt.Sprint(job.Job.ID))
 	want := fmt.Sprintf("Job %d cancelled: 0 waiting run(s) will not start; 2 running run(s) are being stopped", job.Job.ID)
 	if code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("cancel: exit %d, want %q\n%s\n%s", code, want, out, errOut)
 	}
-	j := waitJob(t, c, job.Job.ID, "the job ends", func(j httpapi.JobView) bool { return j.Finished })
+	j := waitJob(t, c, job.Job.ID, "the job ends", func(j api.JobView) bool { return j.Finished })
 	if j.State != muster.JobCancelled || j.Counts[muster.RunCancelled] != 2 {
 		t.Errorf("job after the cancel: %s %v, want both runs cancelled", j.State, j.Counts)
 	}
@@ -220,7 +220,7 @@ func TestServerKill9OrphansDieOverSSH(t *testing.T) {
 	args := []string{"--lease-ttl", "3s"}
 	srv := startServer(t, filepath.Dir(inv), data, args...)
 	c := srv.client()
-	job := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "fleet"},
+	job := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "fleet"},
 		Spec: muster.JobSpec{Command: lockedCommand(work, "8")}, OnLeaseExpiry: muster.LeaseRetry})
 	logFile := filepath.Join(work, "log")
 	eventually(t, "all three runs start", func() bool {
@@ -231,7 +231,7 @@ func TestServerKill9OrphansDieOverSSH(t *testing.T) {
 		t.Fatal("kill -9 did not kill")
 	}
 	srv = startServer(t, filepath.Dir(inv), data, args...)
-	waitJob(t, srv.client(), job.Job.ID, "the job ends", func(j httpapi.JobView) bool { return j.Finished })
+	waitJob(t, srv.client(), job.Job.ID, "the job ends", func(j api.JobView) bool { return j.Finished })
 	log, _ := os.ReadFile(logFile)
 	if strings.Contains(string(log), "DOUBLE") {
 		t.Fatalf("a retry started while its orphan still ran:\n%s", log)

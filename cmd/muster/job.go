@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/output"
 )
 
@@ -44,7 +44,7 @@ func (a *app) jobListCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := cl.ListJobs(c.Context(), httpapi.ListJobsOptions{State: muster.JobState(state), Limit: limit})
+			list, err := cl.ListJobs(c.Context(), api.ListJobsOptions{State: muster.JobState(state), Limit: limit})
 			if err != nil {
 				return apiError(err)
 			}
@@ -69,7 +69,7 @@ func (a *app) jobListCommand(cf *clientFlags) *cobra.Command {
 }
 
 // progress is "done/total" of a job's runs.
-func progress(j httpapi.JobView) string {
+func progress(j api.JobView) string {
 	done, total := 0, 0
 	for st, n := range j.Counts {
 		total += n
@@ -97,7 +97,7 @@ func jobID(arg string) (int64, error) {
 }
 
 // jobTarget checks --format and the job id argument and makes the client.
-func (a *app) jobTarget(cf *clientFlags, arg string) (int64, *httpapi.Client, error) {
+func (a *app) jobTarget(cf *clientFlags, arg string) (int64, *api.Client, error) {
 	if err := a.checkFormat(); err != nil {
 		return 0, nil, err
 	}
@@ -110,7 +110,7 @@ func (a *app) jobTarget(cf *clientFlags, arg string) (int64, *httpapi.Client, er
 }
 
 // jobClient checks --format and makes the client.
-func (a *app) jobClient(cf *clientFlags) (*httpapi.Client, error) {
+func (a *app) jobClient(cf *clientFlags) (*api.Client, error) {
 	if err := a.checkFormat(); err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ have not finished are listed with their state.`,
 			if err != nil {
 				return apiError(err)
 			}
-			runs, err := cl.Runs(c.Context(), id, httpapi.RunsOptions{})
+			runs, err := cl.Runs(c.Context(), id, api.RunsOptions{})
 			if err != nil {
 				return apiError(err)
 			}
@@ -145,7 +145,7 @@ have not finished are listed with their state.`,
 	}
 }
 
-func (a *app) printJob(job httpapi.JobView, runs []httpapi.RunView) error {
+func (a *app) printJob(job api.JobView, runs []api.RunView) error {
 	var results []*muster.Result
 	for _, r := range runs {
 		if res := r.Result(); res != nil {
@@ -185,7 +185,7 @@ func (a *app) printJob(job httpapi.JobView, runs []httpapi.RunView) error {
 }
 
 // elapsedOf spans the first start to the last finish of runs.
-func elapsedOf(runs []httpapi.RunView) time.Duration {
+func elapsedOf(runs []api.RunView) time.Duration {
 	var first, last time.Time
 	for _, r := range runs {
 		if !r.StartedAt.IsZero() && (first.IsZero() || r.StartedAt.Before(first)) {

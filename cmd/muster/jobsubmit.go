@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -195,10 +195,10 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	if err != nil {
 		return err
 	}
-	req := httpapi.SubmitRequest{
-		Kind: kind, Targets: httpapi.Targets{Spec: strings.Join(specs, ",")}, Spec: spec,
-		Priority: sf.priority, RunAt: runAt, Every: httpapi.Duration(sf.every), Continuous: sf.continuous,
-		Retries: sf.retries, Timeout: httpapi.Duration(sf.timeout), OnLeaseExpiry: policy,
+	req := api.SubmitRequest{
+		Kind: kind, Targets: api.Targets{Spec: strings.Join(specs, ",")}, Spec: spec,
+		Priority: sf.priority, RunAt: runAt, Every: api.Duration(sf.every), Continuous: sf.continuous,
+		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy,
 	}
 	res, err := cl.Submit(c.Context(), req)
 	if err != nil {

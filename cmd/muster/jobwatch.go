@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/output"
 )
 
@@ -46,7 +46,7 @@ cancelled. Ctrl-C stops watching; the job goes on.`,
 
 // watchJob follows a job's events: live output (human format, when
 // stream), each run's result as it ends, then the summary.
-func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64, stream bool) error {
+func (a *app) watchJob(ctx context.Context, cl *api.Client, id int64, stream bool) error {
 	json := a.flags.format == "json"
 	var w *watchPrinter // made at the first event, with a progress bar on a terminal
 	printer := func(total int) *watchPrinter {
@@ -57,19 +57,19 @@ func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64, stream
 	}
 	printed := map[int64]int{} // run id -> attempt printed
 	var results []*muster.Result
-	var final *httpapi.JobView
+	var final *api.JobView
 	start := time.Now()
-	err := cl.Events(ctx, id, func(ev httpapi.Event) error {
+	err := cl.Events(ctx, id, func(ev api.Event) error {
 		switch ev.Type {
-		case httpapi.EventJob:
+		case api.EventJob:
 			if !json {
 				printer(ev.Job.TargetCount)
 			}
-		case httpapi.EventOutput:
+		case api.EventOutput:
 			if !json && stream {
 				printer(0).output(ev.Output)
 			}
-		case httpapi.EventRun:
+		case api.EventRun:
 			res := ev.Run.Result()
 			if res == nil || printed[ev.Run.ID] == ev.Run.Attempt {
 				return nil
@@ -82,7 +82,7 @@ func (a *app) watchJob(ctx context.Context, cl *httpapi.Client, id int64, stream
 			} else {
 				printer(0).result(ev.Run, res)
 			}
-		case httpapi.EventEnd:
+		case api.EventEnd:
 			final = ev.Job
 		}
 		return nil
@@ -166,7 +166,7 @@ func (r *watchedRun) flush() {
 	}
 }
 
-func (p *watchPrinter) output(o *httpapi.OutputView) {
+func (p *watchPrinter) output(o *api.OutputView) {
 	if p.stream == nil {
 		return
 	}
@@ -179,7 +179,7 @@ func (p *watchPrinter) output(o *httpapi.OutputView) {
 	r.shown[i] += len(o.Data)
 }
 
-func (p *watchPrinter) result(v *httpapi.RunView, res *muster.Result) {
+func (p *watchPrinter) result(v *api.RunView, res *muster.Result) {
 	if p.stream == nil {
 		p.full.Result(res)
 		return

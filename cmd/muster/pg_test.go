@@ -16,8 +16,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to make test schemas
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
-	"github.com/muster-run/muster/internal/pgtest"
+	"github.com/muster-run/muster/internal/api"
+	"github.com/muster-run/muster/internal/testkit/pgtest"
 )
 
 // privateCluster starts a PostgreSQL cluster of the test's own (so it may
@@ -51,12 +51,12 @@ func privateCluster(t *testing.T) (string, func()) {
 // checkExactlyOnce asserts that every run of the jobs succeeded in its
 // first claim-counted attempt set and that no node's runs overlapped in
 // time (from the runs' own start and finish times).
-func checkExactlyOnce(t *testing.T, c *httpapi.Client, jobs []int64, perJob int) {
+func checkExactlyOnce(t *testing.T, c *api.Client, jobs []int64, perJob int) {
 	t.Helper()
-	byNode := map[string][]httpapi.RunView{}
+	byNode := map[string][]api.RunView{}
 	total := 0
 	for _, id := range jobs {
-		runs, err := c.Runs(context.Background(), id, httpapi.RunsOptions{Limit: 10 * perJob})
+		runs, err := c.Runs(context.Background(), id, api.RunsOptions{Limit: 10 * perJob})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,14 +85,14 @@ func checkExactlyOnce(t *testing.T, c *httpapi.Client, jobs []int64, perJob int)
 
 // submitWave submits jobs x nodes runs of the fake backend, each job on
 // every node, from several goroutines.
-func submitWave(t *testing.T, c *httpapi.Client, jobs int) []int64 {
+func submitWave(t *testing.T, c *api.Client, jobs int) []int64 {
 	t.Helper()
 	ids := make([]int64, jobs)
 	var wg sync.WaitGroup
 	for i := range jobs {
 		wg.Go(func() {
-			res, err := c.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobCommand,
-				Targets: httpapi.Targets{Spec: "nodes"}, Spec: muster.JobSpec{Command: fmt.Sprintf("true # %d", i)}})
+			res, err := c.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobCommand,
+				Targets: api.Targets{Spec: "nodes"}, Spec: muster.JobSpec{Command: fmt.Sprintf("true # %d", i)}})
 			if err != nil {
 				t.Error(err)
 				return
@@ -118,7 +118,7 @@ func TestServersSharePostgres(t *testing.T) {
 	b := startServer(t, dir, data, "--database", db, "--backend", "fake:2ms")
 	ids := submitWave(t, a.client(), 20)
 	for _, id := range ids {
-		waitJob(t, b.client(), id, "finishes", func(j httpapi.JobView) bool { return j.Finished })
+		waitJob(t, b.client(), id, "finishes", func(j api.JobView) bool { return j.Finished })
 	}
 	checkExactlyOnce(t, a.client(), ids, 500)
 	for _, s := range []*serverProc{a, b} {
@@ -140,12 +140,12 @@ func TestServersSurviveDatabaseRestart(t *testing.T) {
 	a := startServer(t, dir, data, args...)
 	b := startServer(t, dir, data, args...)
 	ids := submitWave(t, a.client(), 20)
-	waitJob(t, a.client(), ids[0], "work starts", func(j httpapi.JobView) bool {
+	waitJob(t, a.client(), ids[0], "work starts", func(j api.JobView) bool {
 		return j.Counts[muster.RunSucceeded] > 0
 	})
 	restart()
 	for _, id := range ids {
-		waitJob(t, b.client(), id, "finishes after the restart", func(j httpapi.JobView) bool { return j.Finished })
+		waitJob(t, b.client(), id, "finishes after the restart", func(j api.JobView) bool { return j.Finished })
 	}
 	checkExactlyOnce(t, a.client(), ids, 100)
 	if !strings.Contains(a.Log()+b.Log(), "will retry") {
@@ -153,7 +153,7 @@ func TestServersSurviveDatabaseRestart(t *testing.T) {
 	}
 	// A job submitted after the restart still starts (LISTEN came back).
 	res := submitWave(t, b.client(), 1)
-	waitJob(t, a.client(), res[0], "finishes", func(j httpapi.JobView) bool { return j.State == muster.JobSucceeded })
+	waitJob(t, a.client(), res[0], "finishes", func(j api.JobView) bool { return j.State == muster.JobSucceeded })
 }
 
 func metricsOf(t *testing.T, s *serverProc) string {

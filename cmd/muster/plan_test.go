@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/muster-run/muster/internal/sshtest"
+	"github.com/muster-run/muster/internal/testkit/sshtest"
 )
 
 // fakeReboots watches for /tmp/muster-fake-reboot-<name> and "reboots"

@@ -11,9 +11,9 @@ import (
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/executor"
-	"github.com/muster-run/muster/internal/local"
 	"github.com/muster-run/muster/internal/output"
-	"github.com/muster-run/muster/internal/ssh"
+	"github.com/muster-run/muster/internal/transport/local"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 // actionFunc performs one action on one target with the run's runner.

@@ -10,17 +10,17 @@ import (
 	"testing"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // tokenClient creates a token of role on s and returns a client using it.
-func tokenClient(t *testing.T, s *serverProc, name string, role muster.Role) *httpapi.Client {
+func tokenClient(t *testing.T, s *serverProc, name string, role muster.Role) *api.Client {
 	t.Helper()
 	tok, err := s.client().CreateToken(context.Background(), name, role)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := httpapi.NewClient(s.url, tok.Secret)
+	c, err := api.NewClient(s.url, tok.Secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func tokenClient(t *testing.T, s *serverProc, name string, role muster.Role) *ht
 }
 
 func statusOf(err error) int {
-	var ae *httpapi.APIError
+	var ae *api.APIError
 	if errors.As(err, &ae) {
 		return ae.Status
 	}
@@ -49,8 +49,8 @@ func TestServerRefusesFileTargets(t *testing.T) {
 	}
 	secret := strings.TrimSpace(string(admin))
 	for _, spec := range []string{"@" + filepath.Join(data, "admin.token"), "n01,@/etc/hostname", "@/etc/shadow"} {
-		_, err := op.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobCommand,
-			Targets: httpapi.Targets{Spec: spec}, Spec: muster.JobSpec{Command: "true"}})
+		_, err := op.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobCommand,
+			Targets: api.Targets{Spec: spec}, Spec: muster.JobSpec{Command: "true"}})
 		if statusOf(err) != 400 || !strings.Contains(err.Error(), "client-side file reference") {
 			t.Errorf("targets %q: got %v, want a 400 refusing the file reference", spec, err)
 		}
@@ -58,7 +58,7 @@ func TestServerRefusesFileTargets(t *testing.T) {
 			t.Errorf("targets %q: the error carries a server file's content: %v", spec, err)
 		}
 	}
-	jobs, err := op.ListJobs(context.Background(), httpapi.ListJobsOptions{})
+	jobs, err := op.ListJobs(context.Background(), api.ListJobsOptions{})
 	if err != nil || len(jobs.Jobs) != 0 {
 		t.Errorf("jobs after the refused submissions: %+v, %v", jobs, err)
 	}
@@ -95,15 +95,15 @@ steps:
 	}
 	marker := filepath.Join(t.TempDir(), "x")
 	command := "id > " + marker
-	submitAs := func(c *httpapi.Client, spec string) error {
-		_, err := c.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobCommand,
-			Targets: httpapi.Targets{Spec: spec}, Spec: muster.JobSpec{Command: command}})
+	submitAs := func(c *api.Client, spec string) error {
+		_, err := c.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobCommand,
+			Targets: api.Targets{Spec: spec}, Spec: muster.JobSpec{Command: command}})
 		return err
 	}
 
 	strict := startServer(t, dir, t.TempDir(), "--allow-local-targets=false")
 	for _, spec := range []string{"local://", "localhost", "n01"} {
-		for _, c := range []*httpapi.Client{strict.client(), tokenClient(t, strict, "op-"+fmt.Sprint(len(spec)), muster.RoleOperator)} {
+		for _, c := range []*api.Client{strict.client(), tokenClient(t, strict, "op-"+fmt.Sprint(len(spec)), muster.RoleOperator)} {
 			err := submitAs(c, spec)
 			if statusOf(err) != 403 || !strings.Contains(err.Error(), "--allow-local-targets") {
 				t.Errorf("server without the flag, targets %q: got %v, want a 403 naming --allow-local-targets", spec, err)
@@ -118,12 +118,12 @@ steps:
 	}
 	// A plan job an operator may submit on a remote-looking node cannot
 	// reach localhost from inside.
-	res, err := op.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobPlan,
-		Targets: httpapi.Targets{Spec: "ssh://nowhere.invalid"}, Spec: muster.JobSpec{Plan: "m::sneaky"}})
+	res, err := op.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobPlan,
+		Targets: api.Targets{Spec: "ssh://nowhere.invalid"}, Spec: muster.JobSpec{Plan: "m::sneaky"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := waitJob(t, allowing.client(), res.Job.ID, "the plan job ends", func(j httpapi.JobView) bool { return j.Finished })
+	j := waitJob(t, allowing.client(), res.Job.ID, "the plan job ends", func(j api.JobView) bool { return j.Finished })
 	runs := runsOf(t, allowing.client(), j.ID)
 	if len(runs) != 1 || runs[0].State != muster.RunFailed || !strings.Contains(runs[0].Error, "only admin tokens") {
 		t.Errorf("operator's plan reaching localhost: %+v", runs)
@@ -142,14 +142,14 @@ func TestServerJobLimits(t *testing.T) {
 	dir := localProject(t, 5)
 	srv := startServer(t, dir, t.TempDir(), "--max-targets-per-job", "3", "--max-jobs-per-minute", "2")
 	c := srv.client()
-	_, err := c.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobCommand,
-		Targets: httpapi.Targets{Spec: "nodes"}, Spec: muster.JobSpec{Command: "true"}})
+	_, err := c.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobCommand,
+		Targets: api.Targets{Spec: "nodes"}, Spec: muster.JobSpec{Command: "true"}})
 	if statusOf(err) != 400 || !strings.Contains(err.Error(), "--max-targets-per-job") {
 		t.Fatalf("5 targets with --max-targets-per-job 3: %v", err)
 	}
 	for i := range 3 {
-		_, err := c.Submit(context.Background(), httpapi.SubmitRequest{Kind: muster.JobCommand,
-			Targets: httpapi.Targets{Spec: "n01"}, Spec: muster.JobSpec{Command: fmt.Sprint("echo ", i)}})
+		_, err := c.Submit(context.Background(), api.SubmitRequest{Kind: muster.JobCommand,
+			Targets: api.Targets{Spec: "n01"}, Spec: muster.JobSpec{Command: fmt.Sprint("echo ", i)}})
 		switch {
 		case i < 2 && err != nil:
 			t.Fatalf("job %d: %v", i, err)

@@ -18,12 +18,12 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
-	"github.com/muster-run/muster/internal/dispatch"
+	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/events"
-	"github.com/muster-run/muster/internal/httpapi"
 	"github.com/muster-run/muster/internal/project"
-	"github.com/muster-run/muster/internal/ssh"
+	"github.com/muster-run/muster/internal/server/dispatch"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 // runServer wires the server: project, secret key, store, transports,
@@ -85,7 +85,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		Options: engine.Options{Concurrency: f.concurrency, TmpDir: f.tmpdir, AllowLocal: f.allowLocal, Guard: queueGuard(desc)}}
 
 	hub := events.New() // the dispatcher publishes what it stores; event streams follow
-	api, err := httpapi.NewServer(httpapi.Config{
+	apiSrv, err := api.NewServer(api.Config{
 		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log, Events: hub,
 		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
 		Inventory: func() string { return live.Current().InventoryFile },
@@ -93,7 +93,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	metrics := api.Metrics()
+	metrics := apiSrv.Metrics()
 	d, err := dispatch.New(dispatch.Config{
 		Queue: store, Rescuer: store, Executor: runExecutor{eng: eng, fake: fake}, Server: dispatch.ServerName(),
 		Slots: f.slots, BatchSize: f.batch, MaxRunning: f.maxRunning, LeaseTTL: f.leaseTTL, PollInterval: f.poll,
@@ -102,7 +102,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		Hooks: dispatch.Hooks{
 			OnStart: func(_ muster.Run, wait time.Duration) { metrics.ObserveStart(wait) },
 			OnFinish: func(_ muster.Run, took time.Duration, o dispatch.Outcome) {
-				metrics.ObserveFinish(took, httpapi.RunOutcome(o.OK, o.Error))
+				metrics.ObserveFinish(took, api.RunOutcome(o.OK, o.Error))
 			},
 			OnAdmission: func(open bool, _ string) { metrics.SetAdmission(open) },
 			OnStored:    func(jobs []int64) { hub.Publish(jobs...) },
@@ -112,7 +112,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		return inputError{err}
 	}
 
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"
 	if f.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
@@ -158,7 +158,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	stopDispatch()
 	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancelHTTP()
-	_ = api.Close() // ends open event streams, which would hold Shutdown up
+	_ = apiSrv.Close() // ends open event streams, which would hold Shutdown up
 	_ = srv.Shutdown(httpCtx)
 	wg.Wait()
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // serverProc is a 'muster server' child process (this test binary run as
@@ -99,13 +99,13 @@ func (p *serverProc) Log() string {
 }
 
 // client returns an API client with the server's admin token.
-func (p *serverProc) client() *httpapi.Client {
+func (p *serverProc) client() *api.Client {
 	p.t.Helper()
 	tok, err := os.ReadFile(filepath.Join(p.dataDir, "admin.token"))
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	c, err := httpapi.NewClient(p.url, strings.TrimSpace(string(tok)))
+	c, err := api.NewClient(p.url, strings.TrimSpace(string(tok)))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func localProject(t *testing.T, n int) string {
 
 // waitJob polls until cond holds for the job, failing after a generous
 // limit (a hang guard, not a speed assertion).
-func waitJob(t *testing.T, c *httpapi.Client, id int64, what string, cond func(httpapi.JobView) bool) httpapi.JobView {
+func waitJob(t *testing.T, c *api.Client, id int64, what string, cond func(api.JobView) bool) api.JobView {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -163,9 +163,9 @@ func waitJob(t *testing.T, c *httpapi.Client, id int64, what string, cond func(h
 	}
 }
 
-func runsOf(t *testing.T, c *httpapi.Client, id int64) []httpapi.RunView {
+func runsOf(t *testing.T, c *api.Client, id int64) []api.RunView {
 	t.Helper()
-	runs, err := c.Runs(context.Background(), id, httpapi.RunsOptions{})
+	runs, err := c.Runs(context.Background(), id, api.RunsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestServerJobCommands(t *testing.T) {
 	}
 	code, out, _ = cli(t, "job", "show", "1", "--format", "json")
 	var shown struct {
-		Job         httpapi.JobView  `json:"job"`
+		Job         api.JobView      `json:"job"`
 		Items       []*muster.Result `json:"items"`
 		TargetCount int              `json:"target_count"`
 	}
@@ -206,7 +206,7 @@ func TestServerJobCommands(t *testing.T) {
 
 	// Scheduled work can be bumped to now, or cancelled before it starts.
 	code, out, errOut = cli(t, "job", "submit", "command", "echo later", "-t", "n01,n02", "--at", "+1h", "--format", "json")
-	var sub httpapi.SubmitResponse
+	var sub api.SubmitResponse
 	if code != 0 || jsonUnmarshal(out, &sub) != nil || sub.Job.State != muster.JobScheduled {
 		t.Fatalf("submit --at: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -220,7 +220,7 @@ func TestServerJobCommands(t *testing.T) {
 	if code, out, errOut = cli(t, "job", "bump", fmt.Sprint(sub.Job.ID)); code != 0 {
 		t.Fatalf("bump: exit %d\n%s\n%s", code, out, errOut)
 	}
-	waitJob(t, srv.client(), sub.Job.ID, "bumped job finishes", func(j httpapi.JobView) bool { return j.State == muster.JobSucceeded })
+	waitJob(t, srv.client(), sub.Job.ID, "bumped job finishes", func(j api.JobView) bool { return j.State == muster.JobSucceeded })
 
 	// Bad input is refused with exit 2 and a message naming the problem.
 	for _, tc := range []struct {

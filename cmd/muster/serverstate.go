@@ -11,10 +11,10 @@ import (
 	"strings"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
-	"github.com/muster-run/muster/internal/postgres"
+	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/secret"
-	"github.com/muster-run/muster/internal/sqlite"
+	"github.com/muster-run/muster/internal/store/postgres"
+	"github.com/muster-run/muster/internal/store/sqlite"
 )
 
 // defaultServerURL is where the job commands look for the server.
@@ -144,7 +144,7 @@ func bootstrapAdmin(ctx context.Context, store muster.Store, path string, log *s
 	if hasLiveAdmin(tokens) {
 		return nil
 	}
-	secretText, hash, err := httpapi.NewTokenSecret()
+	secretText, hash, err := api.NewTokenSecret()
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/muster-run/muster/internal/sshtest"
+	"github.com/muster-run/muster/internal/testkit/sshtest"
 )
 
 // TestMain lets the test binary act as the muster binary for tests that

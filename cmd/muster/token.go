@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // tokenFlags choose between the API (default) and the database directly.
@@ -42,7 +42,7 @@ By default this goes through the server's API with an admin token. With
 			if !r.Valid() {
 				return usagef("--role %q: use admin, operator or viewer", role)
 			}
-			var created httpapi.CreatedToken
+			var created api.CreatedToken
 			if tf.local {
 				var err error
 				if created, err = tf.createLocal(c.Context(), args[0], r); err != nil {
@@ -124,26 +124,26 @@ By default this goes through the server's API with an admin token. With
 
 // createLocal creates a token straight in the database, audited as the
 // local user.
-func (tf tokenFlags) createLocal(ctx context.Context, name string, role muster.Role) (httpapi.CreatedToken, error) {
+func (tf tokenFlags) createLocal(ctx context.Context, name string, role muster.Role) (api.CreatedToken, error) {
 	store, _, err := openStore(ctx, tf.database, tf.dataDir)
 	if err != nil {
-		return httpapi.CreatedToken{}, err
+		return api.CreatedToken{}, err
 	}
 	defer store.Close()
-	secretText, hash, err := httpapi.NewTokenSecret()
+	secretText, hash, err := api.NewTokenSecret()
 	if err != nil {
-		return httpapi.CreatedToken{}, err
+		return api.CreatedToken{}, err
 	}
 	actor := "local:" + localUser()
 	t, err := store.CreateToken(ctx, muster.Token{Name: name, Role: role, CreatedBy: actor}, hash)
 	if err != nil {
-		return httpapi.CreatedToken{}, usagef("creating token %q in %s: %v", name, filepath.Clean(tf.dataDir), err)
+		return api.CreatedToken{}, usagef("creating token %q in %s: %v", name, filepath.Clean(tf.dataDir), err)
 	}
 	detail, _ := json.Marshal(map[string]any{"name": name, "role": role, "local": true})
 	if err := store.Audit(ctx, muster.AuditEntry{Actor: actor, Role: muster.RoleAdmin, Action: "token.create",
 		Object: fmt.Sprintf("token/%d", t.ID), Remote: "local", Detail: string(detail)}); err != nil {
-		return httpapi.CreatedToken{}, err
+		return api.CreatedToken{}, err
 	}
-	return httpapi.CreatedToken{Secret: secretText, Token: httpapi.TokenView{ID: t.ID, Name: t.Name, Role: t.Role,
+	return api.CreatedToken{Secret: secretText, Token: api.TokenView{ID: t.ID, Name: t.Name, Role: t.Role,
 		CreatedBy: t.CreatedBy, CreatedAt: t.CreatedAt}}, nil
 }

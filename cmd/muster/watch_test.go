@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/httpapi"
+	"github.com/muster-run/muster/internal/api"
 )
 
 // 'muster job watch' shows output while the runs still run: each node
@@ -26,7 +26,7 @@ func TestServerWatchStreamsLiveOutput(t *testing.T) {
 	cmd := fmt.Sprintf(`echo "first $MUSTER_NODE"; echo "oops $MUSTER_NODE" >&2
 while [ ! -e %s ]; do sleep 0.05; done
 echo "second $MUSTER_NODE"; printf "tail $MUSTER_NODE"`, gate)
-	job := submit(t, c, httpapi.SubmitRequest{Kind: muster.JobCommand, Targets: httpapi.Targets{Spec: "nodes"},
+	job := submit(t, c, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "nodes"},
 		Spec: muster.JobSpec{Command: cmd}})
 
 	type watched struct {
@@ -42,11 +42,11 @@ echo "second $MUSTER_NODE"; printf "tail $MUSTER_NODE"`, gate)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang guard
 	defer cancel()
 	seen := map[string]bool{}
-	err := c.Events(ctx, job.Job.ID, func(ev httpapi.Event) error {
+	err := c.Events(ctx, job.Job.ID, func(ev api.Event) error {
 		switch {
-		case ev.Type == httpapi.EventRun && ev.Run.State.Final() && !seen["gate"]:
+		case ev.Type == api.EventRun && ev.Run.State.Final() && !seen["gate"]:
 			t.Errorf("run on %s ended before the gate opened", ev.Run.Target)
-		case ev.Type == httpapi.EventOutput:
+		case ev.Type == api.EventOutput:
 			seen[ev.Output.Stream+" "+ev.Output.Data] = true
 			if seen["stdout first n01\n"] && seen["stdout first n02\n"] && !seen["gate"] {
 				seen["gate"] = true

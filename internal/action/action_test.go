@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/local"
 	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/transport/local"
 )
 
 // counting wraps a transport and counts Exec calls (one per channel).

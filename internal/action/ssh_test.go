@@ -7,10 +7,10 @@ import (
 	"testing"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/local"
-	"github.com/muster-run/muster/internal/ssh"
-	"github.com/muster-run/muster/internal/sshtest"
 	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/testkit/sshtest"
+	"github.com/muster-run/muster/internal/transport/local"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 func sshRunner(t *testing.T) (*Runner, *counting, *muster.Target, *sshtest.Server) {

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/local"
-	"github.com/muster-run/muster/internal/ssh"
-	"github.com/muster-run/muster/internal/sshtest"
 	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/testkit/sshtest"
+	"github.com/muster-run/muster/internal/transport/local"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 // patience bounds every wait on a condition in these tests; the machine is

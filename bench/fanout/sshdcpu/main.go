@@ -1,8 +1,8 @@
 // Command sshdcpu measures how much CPU one OpenSSH sshd spends per login
-// for different SSH clients: muster's internal/ssh transport or CLI, raw
+// for different SSH clients: muster's internal/transport/ssh transport or CLI, raw
 // golang.org/x/crypto/ssh clients with experimental settings, and the
 // OpenSSH ssh binary. It starts its own sshd (keys, user and config from
-// internal/sshtest, on 127.0.0.1 and a free port), runs K sequential logins
+// internal/testkit/sshtest, on 127.0.0.1 and a free port), runs K sequential logins
 // that each run `true`, and counts sshd's CPU as the listener's
 // utime+stime+cutime+cstime from /proc, read once every per-connection
 // process has been reaped, plus the CPU of the session processes sshd
@@ -23,7 +23,7 @@
 //
 // Modes (comma-separated; each rep runs every mode):
 //
-//	muster        internal/ssh Transport, Exec then Release (host-key-check
+//	muster        internal/transport/ssh Transport, Exec then Release (host-key-check
 //	              false, as in run.sh)
 //	muster-strict the same with known_hosts checking
 //	cli=PATH      the muster binary at PATH, one process per login, like run.sh
@@ -33,7 +33,7 @@
 //	ssh-unbound   the same with PubkeyAuthentication=unbound (publickey
 //	              instead of publickey-hostbound-v00@openssh.com)
 //	raw[+opt...]  x/crypto/ssh directly, closing the connection with a FIN
-//	              (what internal/ssh did before it reset idle connections);
+//	              (what internal/transport/ssh did before it reset idle connections);
 //	              options:
 //	  hk          HostKeyAlgorithms ssh-ed25519 only
 //	  chacha      chacha20-poly1305 first (OpenSSH's default cipher)
@@ -66,11 +66,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/muster-run/muster"
-	"github.com/muster-run/muster/internal/procfs"
-	"github.com/muster-run/muster/internal/ssh"
-	"github.com/muster-run/muster/internal/sshtest"
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/testkit/procfs"
+	"github.com/muster-run/muster/internal/testkit/sshtest"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 var clkTck = 100.0 // getconf CLK_TCK on Linux

@@ -25,7 +25,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/inventory"
-	"github.com/muster-run/muster/internal/ssh"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 type pass struct {

@@ -34,8 +34,8 @@ import (
 	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/executor"
 	"github.com/muster-run/muster/internal/inventory"
-	"github.com/muster-run/muster/internal/ssh"
 	"github.com/muster-run/muster/internal/task"
+	"github.com/muster-run/muster/internal/transport/ssh"
 )
 
 // counting wraps a transport and counts Exec calls: one SSH session
