@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -41,6 +42,14 @@ type Spec struct {
 // followed by a callback since changes may have been missed). It returns
 // an error only when the watch cannot start.
 func Run(ctx context.Context, s Spec, changed func(), warn func(error)) error {
+	return RunPaths(ctx, s, func([]string) { changed() }, warn)
+}
+
+// RunPaths is Run, telling the callback which paths changed in the burst
+// (sorted, each once): a watched file's name, or the path of what changed
+// under a watched tree. After an event queue overflow the list may miss
+// some; it is then empty.
+func RunPaths(ctx context.Context, s Spec, changed func(paths []string), warn func(error)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watching files: %w", err)
@@ -65,6 +74,8 @@ func Run(ctx context.Context, s Spec, changed func(), warn func(error)) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	burst := map[string]bool{}
+	overflow := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,6 +92,7 @@ func Run(ctx context.Context, s Spec, changed func(), warn func(error)) error {
 					addTree(ev.Name, add)
 				}
 			}
+			burst[filepath.Clean(ev.Name)] = true
 			timer.Reset(s.Debounce)
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -88,10 +100,19 @@ func Run(ctx context.Context, s Spec, changed func(), warn func(error)) error {
 			}
 			warn(err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				overflow = true
 				timer.Reset(s.Debounce)
 			}
 		case <-timer.C:
-			changed()
+			paths := make([]string, 0, len(burst))
+			if !overflow {
+				for p := range burst {
+					paths = append(paths, p)
+				}
+				sort.Strings(paths)
+			}
+			burst, overflow = map[string]bool{}, false
+			changed(paths)
 		}
 	}
 }

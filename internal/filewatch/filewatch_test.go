@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -128,4 +129,34 @@ func TestRunWatchesNewDirectories(t *testing.T) {
 	}
 	write(t, filepath.Join(dir, "modules/web/tasks/a.json"), `{"description": "x"}`)
 	expectCall(t, calls, "changing a file in a new directory")
+}
+
+// RunPaths names what changed: a watched file by its name, even when an
+// editor replaced it by a rename, or one that did not exist at the start.
+func TestRunPathsNamesChanges(t *testing.T) {
+	dir := t.TempDir()
+	sudoers := filepath.Join(dir, "sudoers")
+	later := filepath.Join(dir, "not-yet")
+	write(t, sudoers, "root ALL=(ALL) ALL\n")
+	got := make(chan []string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunPaths(ctx, Spec{Files: []string{sudoers, later}, Debounce: 50 * time.Millisecond},
+			func(p []string) { got <- p }, func(err error) { t.Log(err) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(100 * time.Millisecond) // let the watch start
+	tmp := filepath.Join(dir, ".sudoers.tmp")
+	write(t, tmp, "root ALL=(ALL) NOPASSWD: ALL\n")
+	if err := os.Rename(tmp, sudoers); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-got; !slices.Contains(p, sudoers) {
+		t.Errorf("paths = %v, want %s among them", p, sudoers)
+	}
+	write(t, later, "x")
+	if p := <-got; len(p) != 1 || p[0] != later {
+		t.Errorf("paths = %v, want [%s]", p, later)
+	}
 }
