@@ -39,6 +39,10 @@ type JobSpec struct {
 	Secrets map[string]string `json:"secrets,omitempty"`
 	// Sealed is Secrets encrypted by the server (never by a client).
 	Sealed string `json:"sealed,omitempty"`
+	// SuccessCodes are the exit codes that count as success for a pull
+	// job's run (pull jobs only; empty: the server's pull configuration
+	// decides, and without one only 0 succeeds).
+	SuccessCodes []int `json:"success_codes,omitempty"`
 	// LocalTargets is set by the server (never by a client) when the job
 	// may act on the server's own machine: an admin submitted it to a
 	// server started with --allow-local-targets. It covers the targets a
@@ -78,11 +82,14 @@ func (s *JobSpec) Validate(kind JobKind) error {
 		"command": s.Command != "", "script": s.Script != "" || len(s.ScriptBody) > 0 || len(s.Args) > 0,
 		"task": s.Task != "", "plan": s.Plan != "", "params": len(s.Params) > 0,
 	}
+	if kind == JobPull {
+		return s.validatePull()
+	}
 	need := map[JobKind][]string{
 		JobCommand: {"command"}, JobScript: {"script"}, JobTask: {"task"}, JobPlan: {"plan"},
 	}[kind]
 	if need == nil {
-		return fmt.Errorf("unknown job kind %q (want command, task, script or plan)", kind)
+		return fmt.Errorf("unknown job kind %q (want command, task, script, plan or pull)", kind)
 	}
 	allowed := map[string]bool{need[0]: true}
 	if kind == JobTask || kind == JobPlan {
@@ -114,6 +121,8 @@ func (s *JobSpec) Validate(kind JobKind) error {
 		return fmt.Errorf("concurrency applies to plan jobs only: each other job acts on one node per run")
 	case s.LocalTargets:
 		return fmt.Errorf("\"local_targets\" is set by the server, for admins on a server started with --allow-local-targets")
+	case len(s.SuccessCodes) > 0:
+		return fmt.Errorf("success_codes applies to pull jobs only")
 	}
 	for k := range s.Env {
 		if k == "" || strings.ContainsAny(k, "= \t\n") {
@@ -143,8 +152,38 @@ func (s *JobSpec) Object(kind JobKind) string {
 		return s.Task
 	case JobPlan:
 		return s.Plan
+	case JobPull:
+		return "pull run"
 	}
 	return ""
+}
+
+// validatePull checks a pull job's spec: empty, or a command and success
+// codes. The agent runs what the server hands it with /bin/sh -c as its
+// own user, so nothing else applies.
+func (s *JobSpec) validatePull() error {
+	switch {
+	case s.Script != "" || len(s.ScriptBody) > 0 || len(s.Args) > 0:
+		return fmt.Errorf("a pull job takes no \"script\": its agent runs a command")
+	case s.Task != "" || s.Plan != "" || len(s.Params) > 0:
+		return fmt.Errorf("a pull job takes no task, plan or params: its agent runs a command")
+	case s.Command != "" && strings.TrimSpace(s.Command) == "":
+		return fmt.Errorf("a pull job's \"command\" is blank: leave it out for the server's pull command")
+	case s.RunAs != "" || len(s.Env) > 0 || len(s.Secrets) > 0 || s.Sealed != "":
+		return fmt.Errorf("a pull job takes no run_as, env or secrets: the agent runs as its own user, with the server's environment")
+	case s.Concurrency != 0:
+		return fmt.Errorf("concurrency applies to plan jobs only: each other job acts on one node per run")
+	case s.LocalTargets:
+		return fmt.Errorf("\"local_targets\" is set by the server, for admins on a server started with --allow-local-targets")
+	}
+	seen := map[int]bool{}
+	for _, c := range s.SuccessCodes {
+		if c < 0 || c > 255 || seen[c] {
+			return fmt.Errorf("success_codes: %d is out of range (0 to 255) or repeated", c)
+		}
+		seen[c] = true
+	}
+	return nil
 }
 
 // Redacted returns a copy safe to show: no script body, secrets replaced

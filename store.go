@@ -29,12 +29,18 @@ const (
 	JobTask    JobKind = "task"
 	JobScript  JobKind = "script"
 	JobPlan    JobKind = "plan"
+	// JobPull is a pull-mode run: the node's own agent (`muster agent`)
+	// claims and runs it when it checks in (Nodes.ClaimNodeRun), never a
+	// server's dispatcher (WorkQueue.ClaimRuns). Its spec may be empty
+	// (the server fills in the command from its pull configuration when it
+	// hands the run out) or carry a Command and SuccessCodes.
+	JobPull JobKind = "pull"
 )
 
 // Valid reports whether k is one of the known kinds.
 func (k JobKind) Valid() bool {
 	switch k {
-	case JobCommand, JobTask, JobScript, JobPlan:
+	case JobCommand, JobTask, JobScript, JobPlan, JobPull:
 		return true
 	}
 	return false
@@ -308,6 +314,9 @@ var (
 //     so a remote worker implements WorkQueue without it.
 //   - Jobs is the API side: submit, inspect, cancel and bump jobs.
 //   - AuthStore (auth.go) keeps tokens and the audit trail.
+//   - Nodes (nodes.go) keeps pull mode's nodes and enrollment tokens, and
+//     is the agents' side of the queue: a node's agent claims its own
+//     pull runs, then reports them through WorkQueue.CompleteRuns.
 //
 // Store is their union, which the SQL stores implement.
 
@@ -317,7 +326,9 @@ var (
 type WorkQueue interface {
 	// ClaimRuns moves ready runs to running under a lease, best first
 	// (bumped, then priority, then oldest RunAt), at most one per node and
-	// never more than MaxRunning in total.
+	// never more than MaxRunning in total (pull runs included). It never
+	// claims a pull run (JobPull): those are their agents'
+	// (Nodes.ClaimNodeRun).
 	ClaimRuns(ctx context.Context, p ClaimParams) ([]Run, error)
 	// Heartbeat extends the leases the server still holds (including expired
 	// ones not yet rescued) and returns those runs' ids; a running run
@@ -396,7 +407,9 @@ type Jobs interface {
 	// SubmitJob stores a job and one run per target in one transaction.
 	// A target that already has a pending or scheduled run of the same kind
 	// and spec is coalesced into it (one-shot jobs only): that run gets the
-	// higher of the two priorities and the earlier RunAt.
+	// higher of the two priorities and the earlier RunAt. Pull jobs
+	// coalesce the same way, so a node has at most one waiting pull run
+	// per spec.
 	SubmitJob(ctx context.Context, job Job) (SubmitResult, error)
 	// CancelJob cancels the job (it is not repeated) in one transaction:
 	//
@@ -433,12 +446,14 @@ type Jobs interface {
 // Store is the whole durable queue: every part, over one database.
 // Implementations: internal/store/sqlite and internal/store/postgres, both checked by
 // internal/store/storetest. Consumers take the part they use: the dispatcher a
-// WorkQueue (and a Rescuer), the HTTP API Jobs and AuthStore.
+// WorkQueue (and a Rescuer), the HTTP API Jobs and AuthStore, the agent
+// listener Nodes (and, for reports, a WorkQueue).
 type Store interface {
 	WorkQueue
 	Rescuer
 	Jobs
 	AuthStore
+	Nodes
 	// Close releases the database.
 	Close() error
 }

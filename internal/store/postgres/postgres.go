@@ -38,6 +38,7 @@ var (
 	_ muster.Rescuer   = (*Store)(nil)
 	_ muster.Jobs      = (*Store)(nil)
 	_ muster.AuthStore = (*Store)(nil)
+	_ muster.Nodes     = (*Store)(nil)
 	_ muster.Store     = (*Store)(nil)
 )
 

@@ -10,6 +10,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -32,6 +33,7 @@ var (
 	_ muster.Rescuer   = (*Store)(nil)
 	_ muster.Jobs      = (*Store)(nil)
 	_ muster.AuthStore = (*Store)(nil)
+	_ muster.Nodes     = (*Store)(nil)
 	_ muster.Store     = (*Store)(nil)
 )
 
@@ -83,41 +85,71 @@ func Open(ctx context.Context, path string, opts ...muster.StoreOption) (*Store,
 }
 
 // migrate applies the migrations not yet recorded in schema_migrations,
-// each in its own transaction, in name order.
+// each in its own transaction, in name order. They run with foreign keys
+// off, as SQLite's procedure for rebuilding a table wants (a migration
+// that changes a constraint rebuilds the table, and dropping the old one
+// must not touch the rows that refer to it), and each checks them with
+// PRAGMA foreign_key_check before it commits.
 func migrate(ctx context.Context, db *sql.DB) error {
 	ms, err := sqlstore.Migrations(sqlstore.SQLite)
 	if err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+	// foreign_keys cannot change inside a transaction, and is a setting of
+	// the connection: hold one, and turn them back on before it returns to
+	// the pool (a connection that failed to is closed instead).
+	conn, err := db.Conn(ctx)
+	if err != nil {
 		return err
 	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys=OFF`); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys=ON`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
 	for _, m := range ms {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, m.Name).Scan(&n); err != nil || n > 0 {
-			_ = tx.Rollback()
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("%s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, m.Name); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
+		if err := migrateOne(ctx, conn, m); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// migrateOne applies m in one transaction on conn unless it is recorded.
+func migrateOne(ctx context.Context, conn *sql.Conn, m sqlstore.Migration) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name=$1`, m.Name).Scan(&n); err != nil || n > 0 {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("%s: %w", m.Name, err)
+	}
+	var table string
+	var rowid sql.NullInt64
+	var parent string
+	var fkid int
+	switch err := tx.QueryRowContext(ctx, `PRAGMA foreign_key_check`).Scan(&table, &rowid, &parent, &fkid); {
+	case err == nil:
+		return fmt.Errorf("%s: a row of %s (rowid %d) refers to a missing row of %s", m.Name, table, rowid.Int64, parent)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s: foreign key check: %w", m.Name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, m.Name); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // quickCheck runs PRAGMA quick_check(1) on db: it walks every b-tree page

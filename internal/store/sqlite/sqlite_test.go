@@ -56,6 +56,26 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestMigrateKeepsForeignKeys: migrations run with foreign keys off (a
+// table rebuild needs it), and the writer has them on again afterwards,
+// on a new database and on one migrated from the golden files.
+func TestMigrateKeepsForeignKeys(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "muster.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var on int
+	if err := s.DB().QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&on); err != nil || on != 1 {
+		t.Fatalf("PRAGMA foreign_keys = %d, %v; want 1", on, err)
+	}
+	_, err = s.DB().ExecContext(ctx, `INSERT INTO requests (job_id, run_id) VALUES (999, 999)`)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "foreign key") {
+		t.Fatalf("a request for a missing job and run: %v, want a foreign key error", err)
+	}
+}
+
 // TestOpenChecksIntegrity: Open refuses a corrupt database or a file that
 // is not a database, saying what is wrong and what to do, and opens a
 // healthy one.

@@ -66,6 +66,11 @@ var placeholders = map[string]map[Engine]string{
 		SQLite:     "INTEGER PRIMARY KEY AUTOINCREMENT",
 		PostgreSQL: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 	},
+	// bytes is a column of any bytes.
+	"bytes": {
+		SQLite:     "BLOB",
+		PostgreSQL: "BYTEA",
+	},
 }
 
 // Migration is one step of the schema, expanded for one engine.

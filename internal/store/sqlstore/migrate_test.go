@@ -40,17 +40,80 @@ func TestMigrationsUnchanged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Migrations added since (see TestNewMigrationsExpand) come after
+			// every golden one.
+			last := ""
+			for name := range want {
+				last = max(last, name)
+			}
 			got := map[string]string{}
 			for i, m := range ms {
 				if i > 0 && ms[i-1].Name >= m.Name {
 					t.Errorf("migration %s comes after %s: not in name order", m.Name, ms[i-1].Name)
 				}
-				got[m.Name] = m.SQL
+				if m.Name <= last {
+					got[m.Name] = m.SQL
+				}
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("migrations for %s differ from what the store ran before (-before +now):\n%s", e, diff)
 			}
 		})
+	}
+}
+
+// TestNewMigrationsExpand: the migrations added since the merge (those
+// without a golden file) expand for every engine, under the same names in
+// the same order, into SQL without markers or placeholders, and each
+// engine's text differs from the other's only where the file says so.
+func TestNewMigrationsExpand(t *testing.T) {
+	golden, err := filepath.Glob(filepath.Join("testdata", string(SQLite), "*.sql"))
+	if err != nil || len(golden) == 0 {
+		t.Fatalf("golden migrations: %v, %v", golden, err)
+	}
+	old := map[string]bool{}
+	for _, f := range golden {
+		old[path.Join("migration", filepath.Base(f))] = true
+	}
+	byEngine := map[Engine][]Migration{}
+	for _, e := range engines {
+		ms, err := Migrations(e)
+		if err != nil {
+			t.Fatalf("%s: %v", e, err)
+		}
+		byEngine[e] = ms
+	}
+	newOnes := 0
+	for i, m := range byEngine[SQLite] {
+		if old[m.Name] {
+			continue
+		}
+		newOnes++
+		raw, err := migrationFiles.ReadFile(m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range engines {
+			other := byEngine[e][i]
+			if other.Name != m.Name {
+				t.Fatalf("migration %d is %s for sqlite, %s for %s", i, m.Name, other.Name, e)
+			}
+			if strings.Contains(other.SQL, "{{") || markerRE.MatchString(other.SQL) ||
+				strings.Contains(other.SQL, "\n--sqlite:") || strings.Contains(other.SQL, "\n--postgres:") {
+				t.Errorf("%s for %s keeps a marker or placeholder:\n%s", m.Name, e, other.SQL)
+			}
+			if strings.TrimSpace(other.SQL) == "" {
+				t.Errorf("%s is empty for %s", m.Name, e)
+			}
+		}
+		marked := strings.Contains(string(raw), "--sqlite:") || strings.Contains(string(raw), "--postgres:") ||
+			placeholderRE.MatchString(string(raw))
+		if same := byEngine[SQLite][i].SQL == byEngine[PostgreSQL][i].SQL; same == marked {
+			t.Errorf("%s: marked or with placeholders %v, yet the engines' SQL is the same: %v", m.Name, marked, same)
+		}
+	}
+	if newOnes == 0 {
+		t.Skip("no migration added since the golden files")
 	}
 }
 
@@ -87,6 +150,8 @@ func TestExpand(t *testing.T) {
 			"a\n  b BLOB\nc", ""},
 		{"marker alone is an empty line", "a\n--postgres:\n--postgres: b\n", PostgreSQL, "a\n\nb\n", ""},
 		{"marker alone dropped for the other", "a\n--postgres:\n--postgres: b\n", SQLite, "a\n", ""},
+		{"bytes placeholder", "b {{bytes}} NOT NULL\n", SQLite, "b BLOB NOT NULL\n", ""},
+		{"bytes placeholder, postgres", "b {{bytes}} NOT NULL\n", PostgreSQL, "b BYTEA NOT NULL\n", ""},
 		{"placeholder on a marked line", "--sqlite: id {{id}}\n", SQLite, "id INTEGER PRIMARY KEY\n", ""},
 		{"unknown marker", "--mysql: x\n", SQLite, "", `line 1: unknown dialect marker "--mysql:"`},
 		{"unknown marker on the other engine's run", "ok\n--oracle: x\n", PostgreSQL, "", `line 2: unknown dialect marker "--oracle:"`},

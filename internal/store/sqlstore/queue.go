@@ -247,16 +247,18 @@ func (s *Store) coalesce(ctx context.Context, tx *Tx, j muster.Job, hash string,
 	return merged, rows.Err()
 }
 
-// candidates is the best waiting run of every idle node, best first
-// (the slow, exact path of pickCandidates).
+// candidates is the best waiting push run of every idle node, best first
+// (the slow, exact path of pickCandidates). Like ordered, it never picks a
+// pull run (JobPull): those are their agents' (ClaimNodeRun).
 const candidates = `SELECT id FROM (
 	SELECT id, bump, priority, run_at, ROW_NUMBER() OVER (PARTITION BY node ORDER BY bump DESC, priority DESC, run_at, id) AS rn
-	FROM runs r WHERE state='pending' AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.node=r.node AND x.state='running')
+	FROM runs r WHERE state='pending' AND kind <> 'pull' AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.node=r.node AND x.state='running')
 ) c WHERE rn=1 ORDER BY bump DESC, priority DESC, run_at, id LIMIT $1`
 
-// ordered is every waiting run of an idle node, best first, read through
-// the runs_ready_order index.
-const ordered = `SELECT id, node FROM runs r WHERE state='pending'
+// ordered is every waiting push run of an idle node, best first, read
+// through the runs_ready_order index, which holds no pull runs: its
+// predicate is repeated as written, for SQLite's planner.
+const ordered = `SELECT id, node FROM runs r WHERE state='pending' AND kind <> 'pull'
 	AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.node=r.node AND x.state='running')
 	ORDER BY bump DESC, priority DESC, run_at, id LIMIT $1`
 

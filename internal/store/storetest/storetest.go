@@ -113,6 +113,19 @@ var suite = []struct {
 		{"TokenLastUsedThrottled", testTokenLastUsed},
 		{"Audit", testAudit},
 	}},
+	{"Nodes", []testCase{
+		{"EnrollTokens", testEnrollTokens},
+		{"EnrollRefused", testEnrollRefused},
+		{"EnrollConcurrent", testEnrollConcurrent},
+		{"EnrollReplaces", testEnrollReplaces},
+		{"SignAndSerials", testSignAndSerials},
+		{"ListAndNoteRuns", testNodesListAndRuns},
+		{"PullNotClaimedByServers", testPullNotClaimedByServers},
+		{"ClaimNodeRun", testClaimNodeRun},
+		{"PullLease", testPullLease},
+		{"PullRetry", testPullRetry},
+		{"PullCoalescing", testPullCoalescing},
+	}},
 }
 
 // Run runs the whole suite against stores from newStore.
