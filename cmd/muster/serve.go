@@ -21,6 +21,7 @@ import (
 	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/events"
+	"github.com/muster-run/muster/internal/pki"
 	"github.com/muster-run/muster/internal/project"
 	"github.com/muster-run/muster/internal/server/dispatch"
 	"github.com/muster-run/muster/internal/transport/ssh"
@@ -78,17 +79,31 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	if err := bootstrapAdmin(ctx, store, filepath.Join(f.dataDir, "admin.token"), log); err != nil {
 		return err
 	}
+	caDir := f.caDir
+	if caDir == "" {
+		caDir = f.dataDir
+	}
+	ca, createdCA, err := pki.LoadOrCreateCA(caDir, time.Now())
+	if err != nil {
+		return err
+	}
+	if createdCA {
+		log.Info("created the agents' CA", "dir", caDir, "ca_fingerprint", ca.Fingerprint())
+	}
 	runner, closeRunner := a.newRunner(ssh.Options{AuthRetryAfter: f.authRetry})
 	defer closeRunner()
 	eng := &engine.Engine{Project: live.Current, Runner: runner, Secrets: box,
 		Linger:  action.NewLinger(runner, f.keepConns, f.maxIdleConns),
 		Options: engine.Options{Concurrency: f.concurrency, TmpDir: f.tmpdir, AllowLocal: f.allowLocal, Guard: queueGuard(desc)}}
 
-	hub := events.New() // the dispatcher publishes what it stores; event streams follow
+	hub := events.New()       // the dispatcher publishes what it stores; event streams follow
+	var agents *agentListener // with --agent-listen, started below
 	apiSrv, err := api.NewServer(api.Config{
 		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log, Events: hub,
 		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
 		Inventory: func() string { return live.Current().InventoryFile },
+		CA:        ca,
+		NodeInfo:  func(certname string) (api.NodeLive, bool) { return agents.live(certname) },
 	})
 	if err != nil {
 		return err
@@ -128,13 +143,18 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		"slots", f.slots, "max_running", f.maxRunning, "allow_local_targets", f.allowLocal)
 
 	var wg sync.WaitGroup
+	if f.agentListen != "" {
+		if agents, err = startAgentListener(ctx, &wg, f.agentListen, ca, store, live, hub, log); err != nil {
+			return err
+		}
+	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
 		}
 	})
-	(&reloader{live: live, transports: runner.Transports, log: log}).watch(ctx, &wg, f.watchProject)
+	(&reloader{live: live, transports: runner.Transports, log: log, onReload: agents.reload}).watch(ctx, &wg, f.watchProject)
 	wg.Go(func() { eng.Linger.Run(ctx) })
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
@@ -160,6 +180,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	defer cancelHTTP()
 	_ = apiSrv.Close() // ends open event streams, which would hold Shutdown up
 	_ = srv.Shutdown(httpCtx)
+	agents.close(httpCtx)
 	wg.Wait()
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	runner.Cleanup(cleanupCtx)

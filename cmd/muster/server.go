@@ -27,6 +27,7 @@ type serverFlags struct {
 	maxTargets, maxJobsPerMinute  int
 	concurrency                   int
 	tmpdir                        string
+	agentListen, caDir            string
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -97,6 +98,8 @@ once.`,
 	fl.BoolVar(&f.watchProject, "watch-project", true, "reload the inventory, tasks and plans when their files change (SIGHUP always reloads them)")
 	fl.IntVarP(&f.concurrency, "concurrency", "c", engine.DefaultConcurrency, "how many targets each step of a plan job acts on at once, unless the job says (job submit --concurrency)")
 	fl.StringVar(&f.tmpdir, "tmpdir", "", "directory on the targets for temporary files (default /tmp)")
+	fl.StringVar(&f.agentListen, "agent-listen", "", "listen for pull-mode agents on this address (mTLS; e.g. 0.0.0.0:7421); needs pull.yaml in the project")
+	fl.StringVar(&f.caDir, "ca-dir", "", "directory of the CA that signs agent certificates (default <data-dir>; servers sharing a database share it)")
 	fl.BoolVar(&f.allowLocal, "allow-local-targets", false, "let admin tokens run jobs on this machine (localhost, local://, transport: local), as the server's user; without it such jobs are refused for everyone")
 	fl.IntVar(&f.maxTargets, "max-targets-per-job", 10000, "most targets one job may resolve to (0: no limit)")
 	fl.IntVar(&f.maxJobsPerMinute, "max-jobs-per-minute", 120, "most jobs one API token may submit per minute to this server (0: no limit)")

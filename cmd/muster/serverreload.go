@@ -22,6 +22,7 @@ type reloader struct {
 	live       *project.Live
 	transports map[string]muster.Transport
 	log        *slog.Logger
+	onReload   func(*project.Project) // may be nil
 }
 
 // reload reads the project again and swaps it in, or logs why not.
@@ -37,6 +38,9 @@ func (r *reloader) reload(why string) {
 		if f, ok := tr.(interface{ ForgetAuthFailures() }); ok {
 			f.ForgetAuthFailures()
 		}
+	}
+	if r.onReload != nil {
+		r.onReload(p)
 	}
 	r.log.Info("project reloaded", append([]any{"trigger", why}, p.Summary()...)...)
 }

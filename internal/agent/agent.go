@@ -83,13 +83,13 @@ type Agent struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu      sync.Mutex
-	key     crypto.Signer
-	cert    *tls.Certificate
-	caDER   []byte
-	client  *client
-	changed []string      // watched files changed since the last check-in
-	wake    chan struct{} // a watched file changed: check in now
+	mu        sync.Mutex
+	key       crypto.Signer
+	cert      *tls.Certificate
+	caDER     []byte
+	client    *client
+	changed   []string      // watched files changed since the last check-in
+	wake      chan struct{} // a watched file changed: check in now
 	watchMu   sync.Mutex
 	watched   []string
 	stopWatch context.CancelFunc

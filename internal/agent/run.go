@@ -119,6 +119,9 @@ func (a *Agent) execute(ctx context.Context, run checkin.Run) {
 	if err := a.spool(rep); err != nil {
 		a.log.Error("cannot spool the report; sending it directly", "run", run.RunID, "err", err)
 	}
+	if rep.Error != "" {
+		a.log.Warn("run failed to run", "run", run.RunID, "err", rep.Error)
+	}
 	a.log.Info("run ended", "run", run.RunID, "exit_code", rep.ExitCode, "duration", rep.Duration.Round(time.Millisecond))
 	a.flushSpool(context.WithoutCancel(ctx))
 }

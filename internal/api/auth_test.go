@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/muster-run/muster"
 )
@@ -53,6 +54,32 @@ var routeExamples = map[string]example{
 		return "/api/v1/tokens/" + name, nil
 	},
 	"GET /api/v1/audit": fixed("/api/v1/audit?limit=10"),
+	"POST /api/v1/enroll-tokens": func(*env) (string, any) {
+		return "/api/v1/enroll-tokens", EnrollTokenRequest{Name: fmt.Sprintf("enroll-%d", exampleSeq.Add(1)), Uses: 3,
+			Expires: Duration(time.Hour), Certnames: "web*.example.com"}
+	},
+	"GET /api/v1/enroll-tokens": fixed("/api/v1/enroll-tokens"),
+	"DELETE /api/v1/enroll-tokens/{name}": func(e *env) (string, any) {
+		t, _ := e.mkEnrollToken(1, "")
+		return "/api/v1/enroll-tokens/" + t.Name, nil
+	},
+	"GET /api/v1/nodes": fixed("/api/v1/nodes?limit=10"),
+	"GET /api/v1/nodes/{certname}": func(e *env) (string, any) {
+		return "/api/v1/nodes/" + e.enrollNode(newCertname(), true).Certname, nil
+	},
+	"POST /api/v1/nodes/{certname}/sign": func(e *env) (string, any) {
+		return "/api/v1/nodes/" + e.enrollNode(newCertname(), false).Certname + "/sign", nil
+	},
+	"POST /api/v1/nodes/{certname}/revoke": func(e *env) (string, any) {
+		return "/api/v1/nodes/" + e.enrollNode(newCertname(), true).Certname + "/revoke", nil
+	},
+	"POST /api/v1/nodes/{certname}/run": func(e *env) (string, any) {
+		return "/api/v1/nodes/" + e.enrollNode(newCertname(), true).Certname + "/run", nil
+	},
+	"POST /api/v1/pull-runs": func(e *env) (string, any) {
+		return "/api/v1/pull-runs", PullRunRequest{Targets: Targets{Nodes: []string{e.enrollNode(newCertname(), true).Certname}}}
+	},
+	"GET /api/v1/ca": fixed("/api/v1/ca"),
 }
 
 func fixed(p string) example { return func(*env) (string, any) { return p, nil } }

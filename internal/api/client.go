@@ -324,6 +324,92 @@ func (c *Client) RevokeToken(ctx context.Context, name string) (TokenView, error
 	return out, err
 }
 
+// CreateEnrollToken makes an enrollment token for agents; the answer's
+// Secret is shown only now, with the CA fingerprint the agent checks.
+func (c *Client) CreateEnrollToken(ctx context.Context, req EnrollTokenRequest) (CreatedEnrollToken, error) {
+	var out CreatedEnrollToken
+	err := c.call(ctx, "create enrollment token", "POST", "/api/v1/enroll-tokens", nil, req, &out)
+	return out, err
+}
+
+// ListEnrollTokens lists every enrollment token, live and not.
+func (c *Client) ListEnrollTokens(ctx context.Context) ([]EnrollTokenView, error) {
+	var out EnrollTokenList
+	err := c.call(ctx, "list enrollment tokens", "GET", "/api/v1/enroll-tokens", nil, nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeEnrollToken revokes the live enrollment token named name.
+func (c *Client) RevokeEnrollToken(ctx context.Context, name string) (EnrollTokenView, error) {
+	var out EnrollTokenView
+	err := c.call(ctx, fmt.Sprintf("revoke enrollment token %q", name), "DELETE",
+		"/api/v1/enroll-tokens/"+url.PathEscape(name), nil, nil, &out)
+	return out, err
+}
+
+// ListNodesOptions filters and pages ListNodes; zero values mean every
+// state, from the first certname, and 1000 nodes.
+type ListNodesOptions struct {
+	State muster.NodeState
+	After string // NodeList.NextAfter of the previous page
+	Limit int
+}
+
+// ListNodes lists pull-mode nodes, by certname.
+func (c *Client) ListNodes(ctx context.Context, o ListNodesOptions) (NodeList, error) {
+	q := url.Values{}
+	setQuery(q, "state", string(o.State))
+	setQuery(q, "after", o.After)
+	setQuery(q, "limit", itoa(int64(o.Limit)))
+	var out NodeList
+	err := c.call(ctx, "list nodes", "GET", "/api/v1/nodes", q, nil, &out)
+	return out, err
+}
+
+// Node gets one node, with its certificate.
+func (c *Client) Node(ctx context.Context, certname string) (NodeView, error) {
+	var out NodeView
+	err := c.call(ctx, fmt.Sprintf("get node %s", certname), "GET", nodePath(certname, ""), nil, nil, &out)
+	return out, err
+}
+
+// SignNode signs a pending node's certificate request.
+func (c *Client) SignNode(ctx context.Context, certname string) (NodeView, error) {
+	var out NodeView
+	err := c.call(ctx, fmt.Sprintf("sign node %s", certname), "POST", nodePath(certname, "/sign"), nil, nil, &out)
+	return out, err
+}
+
+// RevokeNode revokes a node's certificate (or refuses a pending request).
+func (c *Client) RevokeNode(ctx context.Context, certname string) (NodeView, error) {
+	var out NodeView
+	err := c.call(ctx, fmt.Sprintf("revoke node %s", certname), "POST", nodePath(certname, "/revoke"), nil, nil, &out)
+	return out, err
+}
+
+// RunNode queues a pull run of a signed node at the front of the queue;
+// its agent claims it at its next check-in.
+func (c *Client) RunNode(ctx context.Context, certname string) (SubmitResponse, error) {
+	var out SubmitResponse
+	err := c.call(ctx, fmt.Sprintf("run node %s", certname), "POST", nodePath(certname, "/run"), nil, nil, &out)
+	return out, err
+}
+
+// RunNodes queues a pull run, at the front of the queue, of every signed
+// node that targets names (certnames, certname globs or groups).
+func (c *Client) RunNodes(ctx context.Context, targets Targets) (SubmitResponse, error) {
+	var out SubmitResponse
+	err := c.call(ctx, "run nodes", "POST", "/api/v1/pull-runs", nil, PullRunRequest{Targets: targets}, &out)
+	return out, err
+}
+
+// CA gets the server's CA certificate and fingerprint.
+func (c *Client) CA(ctx context.Context) (CAView, error) {
+	var out CAView
+	err := c.call(ctx, "get the CA certificate", "GET", "/api/v1/ca", nil, nil, &out)
+	return out, err
+}
+
 // AuditOptions filters and pages Audit; zero values mean any actor, the
 // newest entries, and 100 of them.
 type AuditOptions struct {
@@ -418,3 +504,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // jobPath builds an API path under a job.
 func jobPath(id int64, rest string) string { return "/api/v1/jobs/" + itoa(id) + rest }
+
+// nodePath builds an API path under a node.
+func nodePath(certname, rest string) string {
+	return "/api/v1/nodes/" + url.PathEscape(certname) + rest
+}

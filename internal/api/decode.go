@@ -313,6 +313,10 @@ func (req *SubmitRequest) Validate() error {
 	if req.Kind == "" {
 		return fieldErr("kind", "required (command, task, script or plan)")
 	}
+	if req.Kind == muster.JobPull {
+		return fieldErr("kind", "pull runs are for signed nodes' agents: queue them with POST /api/v1/pull-runs "+
+			"or POST /api/v1/nodes/{certname}/run")
+	}
 	if !req.Kind.Valid() {
 		return fieldErr("kind", "unknown job kind %q (want command, task, script or plan)", req.Kind)
 	}

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/pki"
 	"github.com/muster-run/muster/internal/store/sqlite"
 )
 
@@ -103,11 +105,15 @@ type env struct {
 	sealer *testSealer
 	logs   *syncBuffer
 	tokens map[muster.Role]string // a live token of each role, by role
+	ca     *pki.CA                // the server's CA (Config.CA), unless noCA
 }
 
 type envOption func(*Config)
 
 func noSealer(c *Config) { c.Sealer = nil }
+
+// noCA starts the server without a CA, as without --agent-listen.
+func noCA(c *Config) { c.CA = nil }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -117,12 +123,17 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	ca, _, err := pki.LoadOrCreateCA(filepath.Join(t.TempDir(), "ca"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &env{t: t, ctx: ctx, store: st, sealer: &testSealer{}, logs: &syncBuffer{}, tokens: map[muster.Role]string{}}
-	cfg := Config{Store: st, Resolve: resolve, Prepare: prepare, Sealer: e.sealer,
+	cfg := Config{Store: st, Resolve: resolve, Prepare: prepare, Sealer: e.sealer, CA: ca,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	e.ca = cfg.CA
 	if e.srv, err = NewServer(cfg); err != nil {
 		t.Fatal(err)
 	}

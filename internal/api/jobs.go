@@ -161,28 +161,38 @@ type submitAudit struct {
 	Coalesced   int `json:"coalesced,omitzero"`
 }
 
-func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster.Token) error {
-	stored := false
-	if s.jobRate != nil {
-		// Take the job's place in the token's bucket first, so that
-		// concurrent submissions cannot overrun it, and give it back
-		// unless the job is stored.
-		wait, ok := s.jobRate.take(who.Name, s.now())
-		if !ok {
-			s.metrics.refuse(limitJobsPerMinute)
-			s.log.Warn("job refused: rate limit", "actor", who.Name, "limit", s.cfg.MaxJobsPerMinute, "retry_after", wait)
-			secs := int64(max(1, math.Ceil(wait.Seconds())))
-			return &apiError{http.StatusTooManyRequests, CodeRateLimited,
-				fmt.Sprintf("too many jobs: token %q may submit at most %d jobs a minute to this server "+
-					"(--max-jobs-per-minute); retry in %ds", who.Name, s.cfg.MaxJobsPerMinute, secs),
-				map[string]string{"Retry-After": strconv.FormatInt(secs, 10)}}
-		}
-		defer func() {
-			if !stored {
-				s.jobRate.refund(who.Name, s.now())
-			}
-		}()
+// admitJob takes a job's place in the bucket of who's token
+// (Config.MaxJobsPerMinute) before anything else is checked, so that
+// concurrent submissions cannot overrun it; an empty bucket is a 429. The
+// caller calls refund unless the job is stored.
+func (s *Server) admitJob(who muster.Token) (refund func(), err error) {
+	if s.jobRate == nil {
+		return func() {}, nil
 	}
+	wait, ok := s.jobRate.take(who.Name, s.now())
+	if !ok {
+		s.metrics.refuse(limitJobsPerMinute)
+		s.log.Warn("job refused: rate limit", "actor", who.Name, "limit", s.cfg.MaxJobsPerMinute, "retry_after", wait)
+		secs := int64(max(1, math.Ceil(wait.Seconds())))
+		return nil, &apiError{http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("too many jobs: token %q may submit at most %d jobs a minute to this server "+
+				"(--max-jobs-per-minute); retry in %ds", who.Name, s.cfg.MaxJobsPerMinute, secs),
+			map[string]string{"Retry-After": strconv.FormatInt(secs, 10)}}
+	}
+	return func() { s.jobRate.refund(who.Name, s.now()) }, nil
+}
+
+func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster.Token) error {
+	refund, err := s.admitJob(who)
+	if err != nil {
+		return err
+	}
+	stored := false
+	defer func() {
+		if !stored {
+			refund()
+		}
+	}()
 	req, err := DecodeSubmit(r.Body)
 	if err != nil {
 		return err

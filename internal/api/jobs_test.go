@@ -39,6 +39,7 @@ func TestSubmitBadPayloads(t *testing.T) {
 		{"negative timeout", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"timeout":"-1s"}`), 400, "timeout", CodeInvalid},
 		{"bad time", e, "", strings.NewReader(`{"kind":"command","targets":"web1","spec":{"command":"x"},"run_at":"tomorrow"}`), 400, "run_at", CodeInvalid},
 		{"bad kind", e, "", strings.NewReader(`{"kind":"shell","targets":"web1","spec":{"command":"x"}}`), 400, "kind", CodeInvalid},
+		{"pull kind", e, "", strings.NewReader(`{"kind":"pull","targets":"web1","spec":{}}`), 400, "kind: pull runs are for signed nodes", CodeInvalid},
 		{"missing kind", e, "", strings.NewReader(`{"targets":"web1","spec":{"command":"x"}}`), 400, "kind", CodeInvalid},
 		{"empty targets", e, "", strings.NewReader(`{"kind":"command","targets":"","spec":{"command":"x"}}`), 400, "targets", CodeInvalid},
 		{"empty target list", e, "", strings.NewReader(`{"kind":"command","targets":[],"spec":{"command":"x"}}`), 400, "targets", CodeInvalid},

@@ -117,6 +117,11 @@ func TestOpenAPIRequestExamples(t *testing.T) {
 		{"POST", "/api/v1/jobs", script},
 		{"POST", "/api/v1/jobs", commandJob("web1", "uptime")},
 		{"POST", "/api/v1/tokens", TokenRequest{Name: "ci", Role: muster.RoleViewer}},
+		{"POST", "/api/v1/enroll-tokens", EnrollTokenRequest{Name: "rack7", Uses: 5, Expires: Duration(48 * time.Hour),
+			Certnames: "web*.example.com, db1.example.com"}},
+		{"POST", "/api/v1/enroll-tokens", EnrollTokenRequest{Name: "one-off"}},
+		{"POST", "/api/v1/pull-runs", PullRunRequest{Targets: Targets{Spec: "web*.example.com"}}},
+		{"POST", "/api/v1/pull-runs", PullRunRequest{Targets: Targets{Nodes: []string{"web1.example.com"}}}},
 	}
 	for _, g := range good {
 		if errs := validateJSON(doc, reqSchema(g.method, g.path), g.body); len(errs) > 0 {
@@ -134,6 +139,12 @@ func TestOpenAPIRequestExamples(t *testing.T) {
 		{"/api/v1/jobs", `{"kind":"command","targets":"web1","spec":{},"colour":1}`},
 		{"/api/v1/tokens", `{"name":"x"}`},
 		{"/api/v1/tokens", `{"name":"x","role":"root"}`},
+		{"/api/v1/enroll-tokens", `{"uses":2}`},
+		{"/api/v1/enroll-tokens", `{"name":"x","uses":0}`},
+		{"/api/v1/enroll-tokens", `{"name":"x","role":"admin"}`},
+		{"/api/v1/pull-runs", `{}`},
+		{"/api/v1/pull-runs", `{"targets":5}`},
+		{"/api/v1/pull-runs", `{"targets":[]}`},
 	}
 	for _, b := range bad {
 		var v any

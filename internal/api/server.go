@@ -2,9 +2,10 @@
 // the queue Store, with bearer-token roles, an audit trail, server-sent
 // events, stats and Prometheus metrics) and the Go client the CLI uses.
 //
-// It is an adapter: it talks to the queue only through the Store's jobs
-// and auth sides (muster.Jobs and muster.AuthStore), and to the inventory
-// and task engine only through the Config callbacks.
+// It is an adapter: it talks to the queue only through the Store's jobs,
+// auth and nodes sides (muster.Jobs, muster.AuthStore and muster.Nodes),
+// to the inventory and task engine only through the Config callbacks, and
+// to the agent listener through the CA it is given and Config.NodeInfo.
 package api
 
 import (
@@ -24,6 +25,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/events"
+	"github.com/muster-run/muster/internal/pki"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -34,11 +36,13 @@ type Sealer interface {
 	Seal(secrets map[string]string) (string, error)
 }
 
-// Store is what the API needs of the queue's store: its jobs side and
-// its tokens and audit trail. A muster.Store is one.
+// Store is what the API needs of the queue's store: its jobs side, its
+// tokens and audit trail, and pull mode's nodes and enrollment tokens. A
+// muster.Store is one.
 type Store interface {
 	muster.Jobs
 	muster.AuthStore
+	muster.Nodes
 }
 
 // Config configures a Server. Store is required; everything else has a
@@ -98,6 +102,21 @@ type Config struct {
 	// several servers on one database each enforces the limit on its own,
 	// so a token may submit up to MaxJobsPerMinute jobs a minute to each.
 	MaxJobsPerMinute int
+	// CA is the server's certificate authority, set when the server has an
+	// agent listener (muster server --agent-listen). It signs pending
+	// nodes' requests (POST /api/v1/nodes/{certname}/sign), and its
+	// fingerprint goes out with every new enrollment token. Without it,
+	// those routes and GET /api/v1/ca answer 404.
+	CA *pki.CA
+	// CertLifetime is how long the certificates the API signs are valid;
+	// default pki.DefaultAgentLifetime.
+	CertLifetime time.Duration
+	// NodeInfo, when set, tells what the agent listener knows of a node
+	// beyond the store (its latest idle check-in, when it checks in and
+	// runs next, its backend); false when it knows nothing. The node views
+	// of GET /api/v1/nodes show it. It is called once per node shown, so
+	// it must be quick and must not block.
+	NodeInfo func(certname string) (NodeLive, bool)
 }
 
 // ErrForbidden is what an error returned by Config.Resolve or
@@ -157,6 +176,16 @@ func routeTable() []route {
 		{"GET", "/api/v1/tokens", muster.RoleAdmin, false, (*Server).handleListTokens},
 		{"DELETE", "/api/v1/tokens/{name}", muster.RoleAdmin, false, (*Server).handleRevokeToken},
 		{"GET", "/api/v1/audit", muster.RoleAdmin, false, (*Server).handleAudit},
+		{"POST", "/api/v1/enroll-tokens", muster.RoleAdmin, true, (*Server).handleCreateEnrollToken},
+		{"GET", "/api/v1/enroll-tokens", muster.RoleAdmin, false, (*Server).handleListEnrollTokens},
+		{"DELETE", "/api/v1/enroll-tokens/{name}", muster.RoleAdmin, false, (*Server).handleRevokeEnrollToken},
+		{"GET", "/api/v1/nodes", muster.RoleViewer, false, (*Server).handleListNodes},
+		{"GET", "/api/v1/nodes/{certname}", muster.RoleViewer, false, (*Server).handleGetNode},
+		{"POST", "/api/v1/nodes/{certname}/sign", muster.RoleAdmin, false, (*Server).handleSignNode},
+		{"POST", "/api/v1/nodes/{certname}/revoke", muster.RoleAdmin, false, (*Server).handleRevokeNode},
+		{"POST", "/api/v1/nodes/{certname}/run", muster.RoleOperator, false, (*Server).handleRunNode},
+		{"POST", "/api/v1/pull-runs", muster.RoleOperator, true, (*Server).handlePullRuns},
+		{"GET", "/api/v1/ca", muster.RoleViewer, false, (*Server).handleCA},
 	}
 }
 
@@ -165,8 +194,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("api: Config.Store is required")
 	}
-	if cfg.MaxTargetsPerJob < 0 || cfg.MaxJobsPerMinute < 0 {
-		return nil, errors.New("api: Config.MaxTargetsPerJob and Config.MaxJobsPerMinute must not be negative")
+	if cfg.MaxTargetsPerJob < 0 || cfg.MaxJobsPerMinute < 0 || cfg.CertLifetime < 0 {
+		return nil, errors.New("api: Config.MaxTargetsPerJob, Config.MaxJobsPerMinute and Config.CertLifetime must not be negative")
+	}
+	if cfg.CertLifetime == 0 {
+		cfg.CertLifetime = pki.DefaultAgentLifetime
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, metrics: cfg.Metrics,
 		mux: http.NewServeMux(), closed: make(chan struct{})}
@@ -412,5 +444,13 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, _ muster.T
 func (s *Server) publish(job int64) {
 	if s.cfg.Events != nil {
 		s.cfg.Events.Publish(job)
+	}
+}
+
+// publishNodes tells the event hub, if any, that nodes changed (an agent
+// waiting on one then looks for its certificate or its runs).
+func (s *Server) publishNodes(names ...string) {
+	if s.cfg.Events != nil && len(names) > 0 {
+		s.cfg.Events.PublishNode(names...)
 	}
 }

@@ -1,10 +1,16 @@
 // Package events is the server's publish/subscribe hub. Whatever changes a
 // job (a submit, a run starting or ending, new live output, a cancel)
-// publishes the job's id; whoever shows a job (the API's event stream, the
-// dashboard next) subscribes to it and reads the store when told, instead
-// of polling it on a timer. The store stays the source of truth: an event
-// says "look now", never what changed, so a missed or merged event costs
-// nothing but a moment's delay.
+// publishes the job's id; whatever changes a pull-mode node (its
+// certificate signed or revoked, a run queued for it) publishes its
+// certname. Whoever shows a job or waits on a node (the API's event
+// stream, an agent's long-poll, the dashboard next) subscribes to it and
+// reads the store when told, instead of polling it on a timer. The store
+// stays the source of truth: an event says "look now", never what
+// changed, so a missed or merged event costs nothing but a moment's
+// delay.
+//
+// Jobs and nodes are separate topics: a subscription to every job hears
+// nothing of nodes, and the other way round.
 //
 // The hub is in memory and per process. Changes made by another server on
 // the same PostgreSQL database reach a subscriber through its fallback
@@ -13,45 +19,83 @@ package events
 
 import "sync"
 
-// Hub fans job-change notices out to subscribers. The zero value is not
-// usable; call New.
+// Hub fans job-change and node-change notices out to subscribers. The
+// zero value is not usable; call New.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[int64]map[*Subscription]struct{}
-	all  map[*Subscription]struct{}
+	mu       sync.Mutex
+	subs     map[int64]map[*Subscription]struct{}
+	all      map[*Subscription]struct{}
+	nodes    map[string]map[*Subscription]struct{}
+	allNodes map[*Subscription]struct{}
 }
 
 // New returns an empty hub.
 func New() *Hub {
-	return &Hub{subs: map[int64]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}}
+	return &Hub{
+		subs: map[int64]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{},
+		nodes: map[string]map[*Subscription]struct{}{}, allNodes: map[*Subscription]struct{}{},
+	}
 }
 
 // Subscription receives a signal on C after each change to what it
 // watches. Signals merge: several changes before the subscriber looks
 // leave one signal, so C never blocks a publisher.
 type Subscription struct {
-	C   <-chan struct{}
-	c   chan struct{}
-	hub *Hub
-	job int64 // 0: every job
+	C      <-chan struct{}
+	c      chan struct{}
+	hub    *Hub
+	onNode bool   // a node subscription (SubscribeNode)
+	job    int64  // 0: every job
+	node   string // "": every node
 }
 
 // Subscribe watches one job; job 0 watches every job. Close the
 // subscription when done.
 func (h *Hub) Subscribe(job int64) *Subscription {
-	c := make(chan struct{}, 1)
-	s := &Subscription{C: c, c: c, hub: h, job: job}
+	s := h.newSub()
+	s.job = job
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if job == 0 {
 		h.all[s] = struct{}{}
 		return s
 	}
-	if h.subs[job] == nil {
-		h.subs[job] = map[*Subscription]struct{}{}
-	}
-	h.subs[job][s] = struct{}{}
+	add(h.subs, job, s)
 	return s
+}
+
+// SubscribeNode watches one node by certname; "" watches every node.
+// Close the subscription when done.
+func (h *Hub) SubscribeNode(name string) *Subscription {
+	s := h.newSub()
+	s.onNode, s.node = true, name
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if name == "" {
+		h.allNodes[s] = struct{}{}
+		return s
+	}
+	add(h.nodes, name, s)
+	return s
+}
+
+func (h *Hub) newSub() *Subscription {
+	c := make(chan struct{}, 1)
+	return &Subscription{C: c, c: c, hub: h}
+}
+
+func add[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription) {
+	if m[k] == nil {
+		m[k] = map[*Subscription]struct{}{}
+	}
+	m[k][s] = struct{}{}
+}
+
+func remove[K comparable](m map[K]map[*Subscription]struct{}, k K, s *Subscription) {
+	delete(m[k], s)
+	if len(m[k]) == 0 {
+		delete(m, k)
+	}
 }
 
 // Close stops the subscription. It is safe to call more than once.
@@ -59,13 +103,15 @@ func (s *Subscription) Close() {
 	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if s.job == 0 {
+	switch {
+	case s.onNode && s.node == "":
+		delete(h.allNodes, s)
+	case s.onNode:
+		remove(h.nodes, s.node, s)
+	case s.job == 0:
 		delete(h.all, s)
-		return
-	}
-	delete(h.subs[s.job], s)
-	if len(h.subs[s.job]) == 0 {
-		delete(h.subs, s.job)
+	default:
+		remove(h.subs, s.job, s)
 	}
 }
 
@@ -86,6 +132,23 @@ func (h *Hub) Publish(jobs ...int64) {
 	}
 }
 
+// PublishNode tells the subscribers of each node (by certname), and those
+// of every node, that it changed. It never blocks.
+func (h *Hub) PublishNode(names ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range names {
+		for s := range h.nodes[name] {
+			s.signal()
+		}
+	}
+	if len(names) > 0 {
+		for s := range h.allNodes {
+			s.signal()
+		}
+	}
+}
+
 func (s *Subscription) signal() {
 	select {
 	case s.c <- struct{}{}:
@@ -93,12 +156,16 @@ func (s *Subscription) signal() {
 	}
 }
 
-// Subscribers counts the open subscriptions, for metrics and tests.
+// Subscribers counts the open subscriptions, of jobs and of nodes, for
+// metrics and tests.
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := len(h.all)
+	n := len(h.all) + len(h.allNodes)
 	for _, m := range h.subs {
+		n += len(m)
+	}
+	for _, m := range h.nodes {
 		n += len(m)
 	}
 	return n

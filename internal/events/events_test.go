@@ -84,3 +84,74 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d subscriptions left", n)
 	}
 }
+
+func TestPublishNodeReachesTheRightSubscribers(t *testing.T) {
+	h := New()
+	web, db, allNodes, allJobs := h.SubscribeNode("web1"), h.SubscribeNode("db1"), h.SubscribeNode(""), h.Subscribe(0)
+	defer web.Close()
+	defer db.Close()
+	defer allNodes.Close()
+	defer allJobs.Close()
+	tests := []struct {
+		name              string
+		publish           func()
+		web, db, any, job bool
+	}{
+		{"web1", func() { h.PublishNode("web1") }, true, false, true, false},
+		{"db1", func() { h.PublishNode("db1") }, false, true, true, false},
+		{"both", func() { h.PublishNode("web1", "db1") }, true, true, true, false},
+		{"an unwatched node", func() { h.PublishNode("web2") }, false, false, true, false},
+		{"nothing", func() { h.PublishNode() }, false, false, false, false},
+		// Jobs and nodes are separate topics.
+		{"a job", func() { h.Publish(1) }, false, false, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.publish()
+			got := [4]bool{pending(web), pending(db), pending(allNodes), pending(allJobs)}
+			if want := [4]bool{tc.web, tc.db, tc.any, tc.job}; got != want {
+				t.Errorf("signals (web1, db1, every node, every job) = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestCloseNodeSubscriptions(t *testing.T) {
+	h := New()
+	a, b, all := h.SubscribeNode("web1"), h.SubscribeNode("web1"), h.SubscribeNode("")
+	if n := h.Subscribers(); n != 3 {
+		t.Fatalf("%d subscribers, want 3", n)
+	}
+	a.Close()
+	a.Close()
+	h.PublishNode("web1")
+	if pending(a) || !pending(b) || !pending(all) {
+		t.Error("closing one subscription of a node must leave the other")
+	}
+	b.Close()
+	all.Close()
+	h.PublishNode("web1")
+	if pending(b) || pending(all) || h.Subscribers() != 0 {
+		t.Errorf("closed subscriptions still hear (subscribers %d)", h.Subscribers())
+	}
+}
+
+func TestConcurrentNodeUse(t *testing.T) {
+	h := New()
+	names := []string{"a", "b", "c", "d"}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 200 {
+				s := h.SubscribeNode(names[i%4])
+				h.PublishNode(names[j%4])
+				h.Publish(int64(j))
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := h.Subscribers(); n != 0 {
+		t.Errorf("%d subscriptions left", n)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/plan"
+	"github.com/muster-run/muster/internal/pull"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -77,15 +78,35 @@ func (o Options) Modules() []string {
 	return []string{filepath.Join(o.Dir, "modules"), filepath.Join(o.Dir, "site-modules")}
 }
 
-// Watched lists what a reload reads: the inventory file (whether or not
-// it exists yet) and the module path's directory trees.
+// Watched lists what a reload reads: the inventory file and pull.yaml
+// (whether or not they exist yet) and the module path's directory trees.
 func (o Options) Watched() (files, trees []string) {
 	if o.InventoryFile != "" {
 		files = []string{o.InventoryFile}
 	} else {
 		files = []string{filepath.Join(o.Dir, "inventory.yaml")}
 	}
-	return files, o.Modules()
+	return append(files, o.PullPath()), o.Modules()
+}
+
+// PullPath is the pull-mode configuration file: pull.yaml in Dir.
+func (o Options) PullPath() string { return filepath.Join(o.Dir, "pull.yaml") }
+
+// LoadPull reads pull.yaml; a project without one has no pull mode (nil).
+func (o Options) LoadPull() (*pull.Config, string, error) {
+	path := o.PullPath()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := pull.Parse(path, data)
+	if err != nil {
+		return nil, "", err
+	}
+	return cfg, path, nil
 }
 
 // LoadInventory reads the inventory, or returns an empty one (ad-hoc
@@ -120,6 +141,10 @@ type Project struct {
 	Inventory     *inventory.Inventory
 	Tasks         *task.Index
 	Plans         *plan.Index
+	// Pull is pull mode's configuration (pull.yaml; nil when the project
+	// has none) and PullFile its file.
+	Pull     *pull.Config
+	PullFile string
 }
 
 // Load reads the inventory, tasks and plans.
@@ -136,7 +161,12 @@ func Load(o Options) (*Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Project{Dir: o.Dir, InventoryFile: path, Modules: o.Modules(), Inventory: inv, Tasks: tasks, Plans: plans}, nil
+	pc, pullFile, err := o.LoadPull()
+	if err != nil {
+		return nil, err
+	}
+	return &Project{Dir: o.Dir, InventoryFile: path, Modules: o.Modules(), Inventory: inv, Tasks: tasks, Plans: plans,
+		Pull: pc, PullFile: pullFile}, nil
 }
 
 // Summary describes p for a log line: inventory, counts of targets,

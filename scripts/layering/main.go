@@ -44,11 +44,11 @@ var layers = map[string]layer{
 	"internal/engine": engine, "internal/project": engine, "internal/inventory": engine, "internal/target": engine,
 	"internal/task": engine, "internal/plan": engine, "internal/puppet": engine, "internal/action": engine,
 	"internal/executor": engine, "internal/output": engine, "internal/secret": engine, "internal/capacity": engine,
-	"internal/events": engine, "internal/checkin": engine, "internal/pki": engine,
+	"internal/events": engine, "internal/checkin": engine, "internal/pki": engine, "internal/pull": engine,
 
 	"internal/transport/ssh": adapter, "internal/transport/local": adapter,
 	"internal/store/sqlite": adapter, "internal/store/postgres": adapter,
-	"internal/server/dispatch": adapter, "internal/api": adapter, "internal/filewatch": adapter, "internal/agent": adapter,
+	"internal/server/dispatch": adapter, "internal/api": adapter, "internal/filewatch": adapter, "internal/agent": adapter, "internal/server/checkins": adapter,
 
 	"internal/store/sqlstore": support,
 
@@ -58,7 +58,7 @@ var layers = map[string]layer{
 	"cmd/muster": command,
 
 	"scripts/layering": tool, "bench/queue": tool, "bench/fanout/sshdcpu": tool, "bench/fanout/warm": tool,
-	"bench/tasks/warm": tool,
+	"bench/tasks/warm": tool, "bench/pull": tool,
 }
 
 // family is the adapter family a package belongs to: its parent folder

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/api"
+	"github.com/muster-run/muster/internal/events"
+	"github.com/muster-run/muster/internal/pki"
+	"github.com/muster-run/muster/internal/project"
+	"github.com/muster-run/muster/internal/pull"
+	"github.com/muster-run/muster/internal/server/checkins"
+)
+
+// agentListener is the server's mTLS listener for agents (--agent-listen).
+type agentListener struct {
+	srv   *http.Server
+	ln    net.Listener
+	cins  *checkins.Server
+	sched *pull.Scheduler
+}
+
+// startAgentListener serves the check-in protocol on addr with the CA.
+// Pull mode needs the project's pull.yaml.
+func startAgentListener(ctx context.Context, wg *sync.WaitGroup, addr string, ca *pki.CA, store muster.Store,
+	live *project.Live, hub *events.Hub, log *slog.Logger) (*agentListener, error) {
+	p := live.Current()
+	if p.Pull == nil {
+		return nil, inputError{fmt.Errorf("--agent-listen needs a pull-mode configuration: write %s (backends and runs; see the README's pull-mode tour)",
+			live.Options().PullPath())}
+	}
+	sched := pull.New(p.Pull, pull.Options{})
+	cins, err := checkins.New(checkins.Config{Store: store, CA: ca, Scheduler: sched, Events: hub, Logger: log,
+		Groups: func(certname string) []string { return groupsOf(live.Current(), certname) }})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen for agents on %s: %w", addr, err)
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		hosts = append(hosts, h)
+	}
+	if name, err := os.Hostname(); err == nil {
+		hosts = append(hosts, name)
+	}
+	tlsCfg, err := cins.TLSConfig(hosts)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: cins, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	al := &agentListener{srv: srv, ln: ln, cins: cins, sched: sched}
+	wg.Go(func() {
+		if err := srv.Serve(tls.NewListener(ln, tlsCfg)); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("agent listener failed", "err", err)
+		}
+	})
+	log.Info("listening for agents (mTLS)", "agents", "https://"+ln.Addr().String(), "ca_fingerprint", ca.Fingerprint(),
+		"pull_config", p.PullFile)
+	return al, nil
+}
+
+// reload hands a reloaded project's pull configuration to the scheduler.
+func (al *agentListener) reload(p *project.Project) {
+	if al != nil && p.Pull != nil {
+		al.sched.Reload(p.Pull)
+	}
+}
+
+// close stops the listener; held check-ins end at once.
+func (al *agentListener) close(ctx context.Context) {
+	if al != nil {
+		_ = al.srv.Shutdown(ctx)
+	}
+}
+
+// groupsOf lists the inventory groups holding the node, for pull.yaml's
+// group matches.
+func groupsOf(p *project.Project, certname string) []string {
+	var out []string
+	for _, g := range p.Inventory.GroupNames() {
+		ts, _ := p.Inventory.Group(g)
+		for _, t := range ts {
+			if t.Name == certname {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// live is what this server knows of a node beyond the store: when it last
+// checked in here and when it was told to come back.
+func (al *agentListener) live(certname string) (api.NodeLive, bool) {
+	if al == nil {
+		return api.NodeLive{}, false
+	}
+	last, next, ok := al.cins.Seen(certname)
+	return api.NodeLive{LastCheckIn: last, NextCheckIn: next}, ok
+}

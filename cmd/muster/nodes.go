@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/api"
+)
+
+// enrollTokenCommand is 'muster enroll-token': the tokens new agents
+// enroll with.
+func (a *app) enrollTokenCommand() *cobra.Command {
+	var cf clientFlags
+	var req api.EnrollTokenRequest
+	var expires time.Duration
+	create := &cobra.Command{
+		Use:   "create NAME [--uses N] [--expires 24h] [--certnames 'web*.example.com']",
+		Short: "Create an enrollment token for new agents; its secret is printed once",
+		Long: `Create a token that agents enroll with on their first start (muster agent
+--enroll-token). Each enrollment uses it once, up to --uses, until it
+expires. A certificate request whose certname matches --certnames (comma-
+separated globs; '*' stays inside one label, '**' crosses dots) is signed
+at once; any other waits for 'muster cert sign NAME'. The secret is
+printed once, with the CA fingerprint the agents need.`,
+		Example: `  muster enroll-token create web-rollout --uses 50 --expires 24h --certnames 'web*.example.com'
+  muster enroll-token create lab --uses 2`,
+		Args: exactArgs(1, "a token NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.jobClient(&cf)
+			if err != nil {
+				return err
+			}
+			req.Name, req.Expires = args[0], api.Duration(expires)
+			created, err := cl.CreateEnrollToken(c.Context(), req)
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(created)
+			}
+			fmt.Fprintf(a.stderr, "Created enrollment token %q: %d use(s) until %s; autosigned certnames: %s.\n",
+				created.Token.Name, created.Token.Uses, created.Token.Expires.Local().Format(time.RFC3339), orNone(created.Token.Certnames))
+			fmt.Fprintf(a.stderr, "It is shown only now. Start each agent with:\n")
+			fmt.Fprintf(a.stdout, "muster agent --server HOST:PORT --enroll-token %s --ca-fingerprint %s\n", created.Secret, created.CAFingerprint)
+			return nil
+		},
+	}
+	create.Flags().IntVar(&req.Uses, "uses", 1, "how many agents may enroll with it")
+	create.Flags().DurationVar(&expires, "expires", 24*time.Hour, "how long it stays valid")
+	create.Flags().StringVar(&req.Certnames, "certnames", "", "autosign: certname globs signed at once (others wait for 'muster cert sign')")
+	list := &cobra.Command{
+		Use: "list", Short: "List enrollment tokens (never their secrets)", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := a.jobClient(&cf)
+			if err != nil {
+				return err
+			}
+			toks, err := cl.ListEnrollTokens(c.Context())
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(toks)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tSTATE\tUSED\tEXPIRES\tAUTOSIGN")
+			for _, t := range toks {
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", t.Name, t.State, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), orNone(t.Certnames))
+			}
+			return w.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke NAME", Short: "Revoke an enrollment token", Args: exactArgs(1, "a token NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.jobClient(&cf)
+			if err != nil {
+				return err
+			}
+			if _, err := cl.RevokeEnrollToken(c.Context(), args[0]); err != nil {
+				return apiError(err)
+			}
+			fmt.Fprintf(a.stdout, "Revoked enrollment token %q\n", args[0])
+			return nil
+		},
+	}
+	g := group("enroll-token", "Manage the tokens new pull-mode agents enroll with", create, list, revoke)
+	cf.register(g)
+	return g
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// certCommand is 'muster cert': the agents' certificates.
+func (a *app) certCommand() *cobra.Command {
+	var cf clientFlags
+	var state string
+	list := &cobra.Command{
+		Use: "list [--state pending|signed|revoked]", Short: "List agents' certificates and requests", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return a.listNodes(c, &cf, muster.NodeState(state), true) },
+	}
+	list.Flags().StringVar(&state, "state", "", "only pending, signed or revoked")
+	show := &cobra.Command{
+		Use: "show CERTNAME", Short: "Show one agent's certificate or pending request", Args: exactArgs(1, "a CERTNAME"),
+		RunE: func(c *cobra.Command, args []string) error { return a.showNode(c, &cf, args[0]) },
+	}
+	sign := &cobra.Command{
+		Use: "sign CERTNAME", Short: "Sign a pending certificate request (compare its fingerprint with the agent's log first)",
+		Args: exactArgs(1, "a CERTNAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return a.nodeAction(c, &cf, args[0], "Signed the certificate of %s (serial %s, expires %s)", (*api.Client).SignNode)
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke CERTNAME", Short: "Revoke an agent's certificate: its next handshake is refused",
+		Args: exactArgs(1, "a CERTNAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return a.nodeAction(c, &cf, args[0], "Revoked the certificate of %s (serial %s, was valid until %s)", (*api.Client).RevokeNode)
+		},
+	}
+	ca := &cobra.Command{
+		Use: "ca", Short: "Print the CA certificate and its fingerprint (what agents pin with --ca-fingerprint)", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := a.jobClient(&cf)
+			if err != nil {
+				return err
+			}
+			v, err := cl.CA(c.Context())
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(v)
+			}
+			fmt.Fprintf(a.stderr, "CA %s, valid until %s\nfingerprint: ", v.Subject, v.NotAfter.Local().Format(time.RFC3339))
+			fmt.Fprintln(a.stdout, v.Fingerprint)
+			fmt.Fprint(a.stderr, v.Certificate)
+			return nil
+		},
+	}
+	g := group("cert", "Manage the certificates of pull-mode agents", list, show, sign, revoke, ca)
+	cf.register(g)
+	return g
+}
+
+// nodeCommand is 'muster node': the pull-mode nodes.
+func (a *app) nodeCommand() *cobra.Command {
+	var cf clientFlags
+	list := &cobra.Command{
+		Use: "list", Short: "List nodes: last check-in, last run, next check-in, certificate expiry", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return a.listNodes(c, &cf, "", false) },
+	}
+	show := &cobra.Command{
+		Use: "show CERTNAME", Short: "Show one node", Args: exactArgs(1, "a CERTNAME"),
+		RunE: func(c *cobra.Command, args []string) error { return a.showNode(c, &cf, args[0]) },
+	}
+	run := &cobra.Command{
+		Use:   "run CERTNAME...",
+		Short: "Make nodes run now: their agents get the run at once, within capacity",
+		Long: `Queue a pull run for each node, at the front of the queue. An agent whose
+check-in the server is holding (long poll) gets it at once; the others at
+their next check-in. It still runs only within the backends' capacity.
+Names may be certname globs ('web*').`,
+		Example: `  muster node run web1.example.com
+  muster node run 'web*'`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("'%s' needs at least one CERTNAME", c.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.jobClient(&cf)
+			if err != nil {
+				return err
+			}
+			res, err := cl.RunNodes(c.Context(), api.Targets{Nodes: args})
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "Job %d: %d node(s) asked to run now", res.Job.ID, res.Job.TargetCount)
+			if n := len(res.Coalesced); n > 0 {
+				fmt.Fprintf(a.stdout, " (%d already had a run waiting)", n)
+			}
+			fmt.Fprintf(a.stdout, "\nFollow it with: muster job watch %d\n", res.Job.ID)
+			return nil
+		},
+	}
+	g := group("node", "Inspect pull-mode nodes and make them run now", list, show, run)
+	cf.register(g)
+	return g
+}
+
+func (a *app) listNodes(c *cobra.Command, cf *clientFlags, state muster.NodeState, certs bool) error {
+	cl, err := a.jobClient(cf)
+	if err != nil {
+		return err
+	}
+	var nodes []api.NodeView
+	after := ""
+	for {
+		page, err := cl.ListNodes(c.Context(), api.ListNodesOptions{State: state, After: after})
+		if err != nil {
+			return apiError(err)
+		}
+		nodes = append(nodes, page.Nodes...)
+		if after = page.NextAfter; after == "" {
+			break
+		}
+	}
+	if a.flags.format == "json" {
+		return a.printJSON(map[string]any{"nodes": nodes, "count": len(nodes)})
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if certs {
+		fmt.Fprintln(w, "CERTNAME\tSTATE\tSERIAL\tEXPIRES\tFINGERPRINT")
+		for _, n := range nodes {
+			fp := n.Fingerprint
+			if n.State == muster.NodePending {
+				fp = n.RequestFingerprint + " (request)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Certname, n.State, orDash(n.Serial), when(n.CertExpires), fp)
+		}
+		return w.Flush()
+	}
+	fmt.Fprintln(w, "NODE\tSTATE\tLAST CHECK-IN\tLAST RUN\tNEXT CHECK-IN\tCERT EXPIRES")
+	for _, n := range nodes {
+		next := time.Time{}
+		if n.Live != nil {
+			next = n.Live.NextCheckIn
+		}
+		lastRun := when(n.LastRunAt)
+		if n.LastRunID != 0 {
+			lastRun += fmt.Sprintf(" (run %d)", n.LastRunID)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Certname, n.State, when(n.LastCheckIn), lastRun, when(next), when(n.CertExpires))
+	}
+	return w.Flush()
+}
+
+func (a *app) showNode(c *cobra.Command, cf *clientFlags, certname string) error {
+	cl, err := a.jobClient(cf)
+	if err != nil {
+		return err
+	}
+	n, err := cl.Node(c.Context(), certname)
+	if err != nil {
+		return apiError(err)
+	}
+	if a.flags.format == "json" {
+		return a.printJSON(n)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Node %s: %s\n", n.Certname, n.State)
+	row := func(k, v string) { fmt.Fprintf(&b, "  %-14s %s\n", k+":", v) }
+	row("serial", orDash(n.Serial))
+	row("fingerprint", orDash(n.Fingerprint))
+	if n.RequestFingerprint != "" {
+		row("request", n.RequestFingerprint)
+	}
+	row("cert expires", when(n.CertExpires))
+	row("enrolled", when(n.EnrolledAt)+" with token "+orDash(n.EnrolledWith))
+	row("signed", when(n.SignedAt))
+	row("last check-in", when(n.LastCheckIn))
+	if n.LastRunID != 0 {
+		row("last run", fmt.Sprintf("%d at %s (muster job show for its result)", n.LastRunID, when(n.LastRunAt)))
+	}
+	if n.Live != nil {
+		row("next check-in", when(n.Live.NextCheckIn))
+		if n.Live.Backend != "" {
+			row("backend", n.Live.Backend)
+		}
+	}
+	_, err = fmt.Fprint(a.stdout, b.String())
+	return err
+}
+
+// nodeAction signs or revokes a node's certificate and says so.
+func (a *app) nodeAction(c *cobra.Command, cf *clientFlags, certname, format string,
+	do func(*api.Client, context.Context, string) (api.NodeView, error)) error {
+	cl, err := a.jobClient(cf)
+	if err != nil {
+		return err
+	}
+	n, err := do(cl, c.Context(), certname)
+	if err != nil {
+		return apiError(err)
+	}
+	if a.flags.format == "json" {
+		return a.printJSON(n)
+	}
+	fmt.Fprintf(a.stdout, format+"\n", n.Certname, orDash(n.Serial), when(n.CertExpires))
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.RFC3339)
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/api"
+	"github.com/muster-run/muster/internal/checkin"
+	"github.com/muster-run/muster/internal/pki"
+)
+
+var agentsLine = regexp.MustCompile(`msg="listening for agents \(mTLS\)" agents=https://(\S+) ca_fingerprint=(\S+)`)
+
+// pullProject writes a project whose pull.yaml runs a command that logs
+// each run to logFile and exits 2 ("changed", a success code), and makes
+// a change to watched force a run.
+func pullProject(t *testing.T, logFile, watched string) string {
+	t.Helper()
+	dir := localProject(t, 1)
+	cfg := fmt.Sprintf(`interval: 10m
+backends:
+  - {name: local, max_running: 10}
+runs:
+  - command: 'echo "run $MUSTER_RUN_ID $MUSTER_NODE $MUSTER_BACKEND" >> %s; exit 2'
+    success_codes: [0, 2]
+    watch: [%s]
+`, logFile, watched)
+	if err := os.WriteFile(filepath.Join(dir, "pull.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// agentsOf starts a server with an agent listener and returns it with the
+// listener's address and the CA fingerprint.
+func agentsOf(t *testing.T, dir string, args ...string) (*serverProc, string, string) {
+	t.Helper()
+	srv := startServer(t, dir, t.TempDir(), append([]string{"--agent-listen", "127.0.0.1:0"}, args...)...)
+	var m []string
+	eventually(t, "the agent listener starts", func() bool {
+		m = agentsLine.FindStringSubmatch(srv.Log())
+		return m != nil
+	})
+	return srv, m[1], m[2]
+}
+
+// agentProc is a `muster agent` running as its own process.
+type agentProc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+	exit error
+}
+
+func (p *agentProc) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func startAgent(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"agent", "--wait", "5s"}, args...)...)
+	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &agentProc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.exit = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("agent log (%v):\n%s", args, p.Log())
+		}
+	})
+	return p
+}
+
+func runsIn(t *testing.T, logFile, node string) int {
+	b, _ := os.ReadFile(logFile)
+	return strings.Count(string(b), " "+node+" local\n")
+}
+
+// Pull mode end to end: two agents (separate processes) enroll with a
+// token, run on their first check-in, run again at once when a watched file
+// changes, show in 'muster node list'; an agent outside the token's
+// autosign names waits for 'muster cert sign'; a wrong CA fingerprint is
+// refused; a node cannot report another node's run; a revoked
+// certificate's next handshake is refused.
+func TestPullAgentsEndToEnd(t *testing.T) {
+	work := t.TempDir()
+	logFile, watched := filepath.Join(work, "runs.log"), filepath.Join(work, "sudoers")
+	if err := os.WriteFile(watched, []byte("root ALL=(ALL) ALL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, addr, fp := agentsOf(t, pullProject(t, logFile, watched))
+	srv.env(t)
+	ctx := context.Background()
+	tok, err := srv.client().CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "lab", Uses: 5, Certnames: "agent*.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{}
+	for _, name := range []string{"agent1.test", "agent2.test"} {
+		dirs[name] = t.TempDir()
+		startAgent(t, "--server", addr, "--data-dir", dirs[name], "--certname", name, "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
+	}
+	for _, name := range []string{"agent1.test", "agent2.test"} {
+		eventually(t, name+" runs on its first check-in", func() bool { return runsIn(t, logFile, name) >= 1 })
+	}
+
+	// A watched file changes: both agents run again, without waiting for
+	// their slots.
+	before := runsIn(t, logFile, "agent1.test")
+	if err := os.WriteFile(watched, []byte("root ALL=(ALL) NOPASSWD: ALL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a change to a watched file forces a run", func() bool { return runsIn(t, logFile, "agent1.test") > before })
+
+	code, out, errOut := cli(t, "node", "list")
+	if code != 0 || !strings.Contains(out, "agent1.test") || !strings.Contains(out, "agent2.test") || !strings.Contains(out, "signed") {
+		t.Errorf("node list: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Outside the autosign names: pending until signed.
+	other := startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "other.test", "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
+	eventually(t, "other.test's request waits", func() bool {
+		n, err := srv.client().Node(ctx, "other.test")
+		return err == nil && n.State == muster.NodePending
+	})
+	if code, out, errOut := cli(t, "cert", "sign", "other.test"); code != 0 {
+		t.Fatalf("cert sign: exit %d\n%s%s", code, out, errOut)
+	}
+	eventually(t, "other.test runs once signed", func() bool { return runsIn(t, logFile, "other.test") >= 1 })
+	_ = other
+
+	// A wrong CA fingerprint: the agent refuses the server.
+	bad := startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "agent9.test", "--enroll-token", tok.Secret,
+		"--ca-fingerprint", "sha256:"+strings.Repeat("ab", 32))
+	select {
+	case <-bad.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("an agent facing a wrong CA fingerprint did not give up")
+	}
+	if bad.exit == nil || !strings.Contains(bad.Log(), "fingerprint") {
+		t.Errorf("wrong fingerprint: exit %v\n%s", bad.exit, bad.Log())
+	}
+	if _, err := srv.client().Node(ctx, "agent9.test"); err == nil {
+		t.Error("the refused agent was recorded")
+	}
+
+	// agent1 may not report agent2's run.
+	client1 := agentTLS(t, dirs["agent1.test"])
+	n2, err := srv.client().Node(ctx, "agent2.test")
+	if err != nil || n2.LastRunID == 0 {
+		t.Fatalf("agent2's last run: %+v %v", n2, err)
+	}
+	status, body := postAgent(t, client1, addr, checkin.PathReport, checkin.Report{Version: checkin.Version, RunID: n2.LastRunID, Attempt: 1, ExitCode: 0})
+	if status != http.StatusForbidden || !strings.Contains(body, "not a run of agent1.test") {
+		t.Errorf("agent1 reporting agent2's run: %d %s", status, body)
+	}
+
+	// Revoked: the next handshake is refused.
+	if code, out, errOut := cli(t, "cert", "revoke", "agent2.test"); code != 0 {
+		t.Fatalf("cert revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	client2 := agentTLS(t, dirs["agent2.test"])
+	if status, body := postAgent(t, client2, addr, checkin.PathCheckIn, checkin.CheckInRequest{Version: checkin.Version}); status != 0 {
+		t.Errorf("a revoked certificate checked in: %d %s", status, body)
+	}
+}
+
+// agentTLS is an HTTPS client with the agent's own key and certificate.
+func agentTLS(t *testing.T, dir string) *http.Client {
+	t.Helper()
+	key, err := pki.LoadKey(filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pki.LoadCert(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCert(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := pki.TLSCertificate(cert.Raw, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pki.ClientTLSConfig(ca.Raw, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 30 * time.Second}
+}
+
+// postAgent posts to the agent listener; status 0 means the connection
+// itself was refused.
+func postAgent(t *testing.T, c *http.Client, addr, path string, body any) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := c.Post("https://"+addr+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(resp.Body)
+	return resp.StatusCode, out.String()
+}

@@ -1,0 +1,277 @@
+package checkins
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/checkin"
+	"github.com/muster-run/muster/internal/pki"
+	"github.com/muster-run/muster/internal/pull"
+)
+
+// owner is the lease owner of a node's pull runs: its agent.
+func owner(certname string) string { return "agent:" + certname }
+
+// handedOut is what the server told an agent to run, kept until its
+// report (a report after a restart falls back to the configuration).
+type handedOut struct {
+	backend string
+	codes   []int
+}
+
+// handleCheckIn answers "should I run now?", holding the request open up
+// to its Wait (long poll) so that a run asked for meanwhile (muster node
+// run) reaches the agent at once.
+func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request, certname string) error {
+	var req checkin.CheckInRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "%v", err)
+	}
+	ctx := r.Context()
+	node, err := s.cfg.Store.GetNode(ctx, certname)
+	if err != nil {
+		return err
+	}
+	if len(req.Changed) > 0 {
+		s.log.Info("watched files changed on the node: forcing a run", "certname", certname, "files", req.Changed)
+	}
+	deadline := s.now().Add(min(req.Wait, s.cfg.MaxWait))
+	var asked <-chan struct{}
+	if s.cfg.Events != nil {
+		sub := s.cfg.Events.SubscribeNode(certname)
+		defer sub.Close()
+		asked = sub.C
+	}
+	force := len(req.Changed) > 0
+	for {
+		now := s.now()
+		resp, err := s.decide(ctx, node, req, force, now)
+		if err != nil {
+			return err
+		}
+		if resp.Run != nil || !now.Before(deadline) {
+			s.noteSeen(certname, now, resp.Next)
+			writeJSON(w, http.StatusOK, resp)
+			return nil
+		}
+		until := deadline
+		if resp.Next.Before(until) {
+			until = resp.Next
+		}
+		t := time.NewTimer(until.Sub(now))
+		select {
+		case <-asked:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+		t.Stop()
+	}
+}
+
+// decide asks the scheduler about the node and, when it runs now, queues
+// its pull run (unless one waits already) and claims it for the agent.
+func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.CheckInRequest, force bool, now time.Time) (checkin.CheckInResponse, error) {
+	certname := node.Certname
+	var groups []string
+	if s.cfg.Groups != nil {
+		groups = s.cfg.Groups(certname)
+	}
+	runs, err := s.cfg.Store.ListRuns(ctx, muster.RunFilter{Node: certname,
+		States: []muster.RunState{muster.RunPending, muster.RunRunning}, Limit: 10})
+	if err != nil {
+		return checkin.CheckInResponse{}, err
+	}
+	waiting, running := false, false
+	for _, r := range runs {
+		switch {
+		case r.State == muster.RunRunning:
+			running = true
+		case r.Kind == muster.JobPull && !r.RunAt.After(now):
+			waiting = true // asked for by an operator, or queued by a check-in
+		}
+	}
+	lastRun := node.LastRunAt
+	if lastRun.IsZero() {
+		lastRun = req.LastRun
+	}
+	d := s.cfg.Scheduler.Decide(pull.CheckIn{Node: certname, Groups: groups, Now: now, LastRun: lastRun,
+		Running: running, Force: force || waiting})
+	resp := checkin.CheckInResponse{Version: checkin.Version, Next: d.NextCheckIn, Watch: d.Watch, UploadFacts: d.UploadFacts}
+	if cert, err := x509.ParseCertificate(node.Cert); err == nil {
+		resp.CertRenewAt = pki.RenewAt(cert)
+	}
+	if !d.RunNow {
+		return resp, nil
+	}
+	release := func() { s.cfg.Scheduler.Finish(now, d.Backend) }
+	if d.Run == nil {
+		release()
+		s.log.Warn("no pull run configured for this node (pull.yaml runs)", "certname", certname)
+		return resp, nil
+	}
+	if !waiting {
+		spec := muster.JobSpec{Command: d.Run.Command, SuccessCodes: d.Run.SuccessCodes, Env: d.Env}
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			release()
+			return resp, err
+		}
+		if _, err := s.cfg.Store.SubmitJob(ctx, muster.Job{Kind: muster.JobPull, Spec: raw, Targets: []string{certname},
+			Timeout: d.Run.Timeout, CreatedBy: "pull:" + d.Reason}); err != nil {
+			release()
+			return resp, err
+		}
+	}
+	lease := d.Run.Timeout
+	if lease <= 0 {
+		lease = time.Hour
+	}
+	// A fresh clock: the run just queued is ready as of the store's now.
+	run, ok, err := s.cfg.Store.ClaimNodeRun(ctx, certname, owner(certname), lease+s.cfg.LeaseSlack, s.now())
+	if err != nil || !ok {
+		release()
+		return resp, err
+	}
+	var spec muster.JobSpec
+	if err := json.Unmarshal(run.Spec, &spec); err != nil {
+		release()
+		return resp, fmt.Errorf("run %d: %w", run.ID, err)
+	}
+	command, codes := spec.Command, spec.SuccessCodes
+	if command == "" { // asked for by an operator: the configured run
+		command, codes = d.Run.Command, d.Run.SuccessCodes
+	}
+	if len(codes) == 0 {
+		codes = []int{0}
+	}
+	env := maps.Clone(d.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, spec.Env)
+	env["MUSTER_RUN_ID"] = fmt.Sprint(run.ID)
+	env["MUSTER_NODE"] = certname
+	s.mu.Lock()
+	if s.out == nil {
+		s.out = map[int64]handedOut{}
+	}
+	s.out[run.ID] = handedOut{backend: d.Backend, codes: codes}
+	s.mu.Unlock()
+	resp.Run = &checkin.Run{RunID: run.ID, Attempt: run.Attempt, Command: command, SuccessCodes: codes, Env: env,
+		Timeout: d.Run.Timeout, Backend: d.Backend, LeaseExpires: run.LeaseExpires}
+	if err := s.cfg.Store.NoteNodeRun(ctx, certname, run.ID, now); err != nil {
+		s.log.Warn("recording the node's run", "certname", certname, "err", err)
+	}
+	s.publish(run.JobID)
+	s.log.Info("pull run handed out", "certname", certname, "run", run.ID, "reason", d.Reason, "backend", d.Backend)
+	return resp, nil
+}
+
+func (s *Server) publish(job int64) {
+	if s.cfg.Events != nil {
+		s.cfg.Events.Publish(job)
+	}
+}
+
+// handleReport records a run's end. The run must be the caller's own; a
+// report repeated after its run ended is answered with the run's state,
+// and one for an attempt the server took back is "stale".
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, certname string) error {
+	var rep checkin.Report
+	if err := decode(r, &rep); err != nil {
+		return err
+	}
+	if err := rep.Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "%v", err)
+	}
+	ctx := r.Context()
+	run, err := s.cfg.Store.GetRun(ctx, rep.RunID)
+	if errors.Is(err, muster.ErrNotFound) || err == nil && run.Node != certname {
+		s.log.Warn("report for a run of another node refused", "certname", certname, "run", rep.RunID)
+		return errorf(http.StatusForbidden, "forbidden", "run %d is not a run of %s", rep.RunID, certname)
+	} else if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	out, known := s.out[rep.RunID]
+	s.mu.Unlock()
+	if !known {
+		var spec muster.JobSpec
+		_ = json.Unmarshal(run.Spec, &spec)
+		out.codes = spec.SuccessCodes
+		if len(out.codes) == 0 {
+			out.codes = []int{0}
+		}
+	}
+	now := s.now()
+	res := muster.Result{Target: certname, Action: string(muster.JobPull), Object: "pull run",
+		Value: map[string]any{"stdout": rep.Stdout, "stderr": rep.Stderr, "exit_code": rep.ExitCode,
+			"duration_ms": rep.Duration.Milliseconds(), "started": rep.Started, "changed": rep.Changed}}
+	outcome := muster.OutcomeSucceeded
+	switch {
+	case rep.Error != "":
+		outcome = muster.OutcomeFailed
+		res.Error = muster.Errorf(muster.KindCommand, "pull run on %s: %s", certname, rep.Error)
+	case !slices.Contains(out.codes, rep.ExitCode):
+		outcome = muster.OutcomeFailed
+		res.Error = muster.Errorf(muster.KindCommand, "pull run on %s exited with %d (success codes %v)", certname, rep.ExitCode, out.codes).
+			WithDetail("exit_code", rep.ExitCode)
+	}
+	raw, err := res.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	p := muster.CompleteParams{RunID: rep.RunID, Server: owner(certname), Attempt: rep.Attempt, Outcome: outcome,
+		ExitCode: rep.ExitCode, Result: raw}
+	if res.Error != nil {
+		p.Error = res.Error.Kind + ": " + res.Error.Msg
+	}
+	results, err := s.cfg.Store.CompleteRuns(ctx, []muster.CompleteParams{p})
+	if err != nil {
+		return err
+	}
+	state := string(outcome)
+	if err := results[0].Err; err != nil {
+		if !errors.Is(err, muster.ErrLeaseLost) {
+			return err
+		}
+		// Repeated, or taken back: the run as it stands says which.
+		again, gerr := s.cfg.Store.GetRun(ctx, rep.RunID)
+		if gerr != nil {
+			return gerr
+		}
+		if again.Attempt == rep.Attempt && again.State.Final() {
+			state = string(again.State)
+		} else {
+			state = "stale"
+		}
+		writeJSON(w, http.StatusOK, checkin.ReportResponse{Version: checkin.Version, State: state})
+		return nil
+	}
+	s.mu.Lock()
+	delete(s.out, rep.RunID)
+	s.mu.Unlock()
+	if known {
+		s.cfg.Scheduler.Finish(now, out.backend)
+	}
+	if err := s.cfg.Store.NoteNodeRun(ctx, certname, rep.RunID, now); err != nil {
+		s.log.Warn("recording the node's run", "certname", certname, "err", err)
+	}
+	s.publish(run.JobID)
+	s.log.Info("pull run reported", "certname", certname, "run", rep.RunID, "exit_code", rep.ExitCode, "outcome", outcome)
+	writeJSON(w, http.StatusOK, checkin.ReportResponse{Version: checkin.Version, State: state})
+	return nil
+}
