@@ -19,6 +19,7 @@ import (
 	"github.com/muster-run/muster/internal/project"
 	"github.com/muster-run/muster/internal/pull"
 	"github.com/muster-run/muster/internal/server/checkins"
+	"github.com/muster-run/muster/internal/server/dispatch"
 )
 
 // agentListener is the server's mTLS listener for agents (--agent-listen).
@@ -63,6 +64,18 @@ func startAgentListener(ctx context.Context, wg *sync.WaitGroup, addr string, ca
 	srv := &http.Server{Handler: cins, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	al := &agentListener{srv: srv, ln: ln, cins: cins, sched: sched}
+	// The fleet's places in the interval are ranked among every known node
+	// from the start, not only among those that checked in since.
+	if nodes, err := store.ListNodes(ctx); err == nil {
+		names := make([]string, 0, len(nodes))
+		for _, n := range nodes {
+			if n.State == muster.NodeSigned {
+				names = append(names, n.Certname)
+			}
+		}
+		sched.Register(time.Now(), names...)
+	}
+	wg.Go(func() { probeBackends(ctx, live, sched, log) })
 	wg.Go(func() {
 		if err := srv.Serve(tls.NewListener(ln, tlsCfg)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("agent listener failed", "err", err)
@@ -111,4 +124,42 @@ func (al *agentListener) live(certname string) (api.NodeLive, bool) {
 	}
 	last, next, ok := al.cins.Seen(certname)
 	return api.NodeLive{LastCheckIn: last, NextCheckIn: next}, ok
+}
+
+// probeInterval is how often the backends' health probes run.
+const probeInterval = 5 * time.Second
+
+// probeBackends probes every backend that declares a health check, every
+// probeInterval, until ctx ends, and tells the scheduler: a backend with a
+// probe takes no runs until its first good answer.
+func probeBackends(ctx context.Context, live *project.Live, sched *pull.Scheduler, log *slog.Logger) {
+	client := &http.Client{}
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	failing := map[string]bool{}
+	for {
+		if p := live.Current().Pull; p != nil {
+			for _, b := range p.Backends {
+				if b.Health == nil {
+					continue
+				}
+				r := dispatch.Probe(ctx, client, b.Health.URL, probeInterval)
+				ok := r.Err == nil && r.OK
+				if ok == failing[b.Name] { // it changed
+					if !ok {
+						log.Warn("backend unhealthy: no pull runs start on it", "backend", b.Name, "url", b.Health.URL, "status", r.Status, "err", r.Err)
+					} else {
+						log.Info("backend healthy again", "backend", b.Name)
+					}
+				}
+				failing[b.Name] = !ok
+				sched.SetHealth(b.Name, ok, r.Load)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

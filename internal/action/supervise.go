@@ -37,7 +37,9 @@ import (
 //     work's whole process group is gone.
 //
 // SIGTERM, SIGHUP or SIGINT to the program (ctx cancellation sends SIGTERM
-// over SSH) are passed on to the work's process group.
+// over SSH) are passed on to the work's process group, followed by KILL
+// after stopGrace seconds: a cancelled run ends even when its work ignores
+// TERM and the end of its channel's input has not arrived yet.
 
 // stopGrace is how many seconds the work's process group has between TERM
 // and KILL once its client is gone. It is shorter than the grace the
@@ -99,7 +101,7 @@ func supervised(p program, g *guardSpec, marker string) string {
 	// variables and of exported environment variables.
 	b.WriteString(`__mw= __mc=
 __mk() { kill "$1" -"$__mw" 2>/dev/null || kill "$1" "$__mw" 2>/dev/null; }
-trap '__mc=1; [ -n "$__mw" ] && __mk -TERM' TERM HUP INT
+trap '__mc=1; [ -n "$__mw" ] && { __mk -TERM; ( sleep ` + strconv.Itoa(stopGrace) + `; __mk -KILL ) </dev/null >/dev/null 2>&1 & }' TERM HUP INT
 __mS=setsid; command -v setsid >/dev/null 2>&1 || __mS=
 `)
 	if p.feed != "" {
