@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,7 +122,7 @@ func decodeTokenRequest(r *http.Request) (TokenRequest, error) {
 	if err != nil {
 		return req, err
 	}
-	for _, k := range sortedKeys(fields) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		raw := fields[k]
 		switch k {
 		case "name":

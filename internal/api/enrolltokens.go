@@ -3,7 +3,9 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/muster-run/muster"
@@ -46,7 +48,7 @@ func decodeEnrollTokenRequest(r *http.Request) (EnrollTokenRequest, error) {
 	if err != nil {
 		return req, err
 	}
-	for _, k := range sortedKeys(fields) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		raw := fields[k]
 		switch k {
 		case "name":

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,15 +18,6 @@ import (
 
 // maxRunsPage bounds GET /api/v1/jobs/{id}/runs.
 const maxRunsPage = 100000
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // queryInt parses an optional integer query parameter; "" is 0.
 func queryInt(v, name string, lo, hi int64) (int64, error) {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -255,7 +257,7 @@ func decodePullRunRequest(r *http.Request) (PullRunRequest, error) {
 	if err != nil {
 		return req, err
 	}
-	for _, k := range sortedKeys(fields) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		if k != "targets" {
 			return req, fieldErr(fieldName(k), "unknown field %q (want targets)", k)
 		}

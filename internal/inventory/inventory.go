@@ -15,8 +15,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/muster-run/muster"
 	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 // Options controls loading.
@@ -29,32 +31,10 @@ type Options struct {
 }
 
 // Error is an inventory validation error located in a file.
-type Error struct {
-	File string
-	Line int // 0 when unknown
-	Msg  string
-}
+type Error = yamlnode.Error
 
-// Error formats the error as "file:line: message".
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
-
-// invalid wraps err as a muster invalid-input error, keeping it for errors.As.
-func invalid(err error) error {
-	me := &muster.Error{Kind: muster.KindInvalid, Msg: err.Error(), Details: map[string]any{}, Err: err}
-	var ie *Error
-	if errors.As(err, &ie) {
-		me.Details["file"] = ie.File
-		if ie.Line > 0 {
-			me.Details["line"] = ie.Line
-		}
-	}
-	return me
-}
+// invalid wraps err as a muster invalid-input error with its file and line.
+func invalid(err error) error { return yamlnode.Invalid(err) }
 
 // Inventory is a loaded, fully resolved inventory. It is safe for
 // concurrent reads.

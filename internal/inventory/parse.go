@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 // data is the config/facts/vars/features block of a group or target entry.
@@ -62,47 +64,12 @@ func (p *parser) errf(line int, format string, args ...any) error {
 	return &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!str":
-			return "a string"
-		case "!!int":
-			return "an integer"
-		case "!!bool":
-			return "a boolean"
-		case "!!float":
-			return "a number"
-		case "!!null":
-			return "null"
-		}
-		return "a scalar"
-	}
-	return "an alias"
-}
-
 // pairs returns the entries of mapping n, rejecting non-scalar and duplicate keys.
 func (p *parser) pairs(n *yaml.Node, ctx string) ([]kv, error) {
 	var out []kv
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlnode.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, p.errf(n.Content[i].Line, "%skeys must be strings", ctx)
 		}
@@ -110,7 +77,7 @@ func (p *parser) pairs(n *yaml.Node, ctx string) ([]kv, error) {
 			return nil, p.errf(k.Line, "%sduplicate key %q (first at line %d)", ctx, k.Value, first)
 		}
 		seen[k.Value] = k.Line
-		out = append(out, kv{key: k.Value, kline: k.Line, val: deref(n.Content[i+1])})
+		out = append(out, kv{key: k.Value, kline: k.Line, val: yamlnode.Deref(n.Content[i+1])})
 	}
 	return out, nil
 }
@@ -118,7 +85,7 @@ func (p *parser) pairs(n *yaml.Node, ctx string) ([]kv, error) {
 // str returns a string scalar.
 func (p *parser) str(n *yaml.Node, ctx, what string) (string, error) {
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		return "", p.errf(line(n), "%s%s must be a string, not %s", ctx, what, kindName(n))
+		return "", p.errf(line(n), "%s%s must be a string, not %s", ctx, what, yamlnode.KindName(n))
 	}
 	return n.Value, nil
 }
@@ -152,15 +119,15 @@ func (p *parser) dataKey(d *data, e kv, ctx string) error {
 }
 
 func (p *parser) features(n *yaml.Node, ctx string) ([]string, error) {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n.Line, "%sfeatures must be a list, not %s", ctx, kindName(n))
+		return nil, p.errf(n.Line, "%sfeatures must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
 	var out []string
 	for _, c := range n.Content {
-		s, err := p.str(deref(c), ctx, "each feature")
+		s, err := p.str(yamlnode.Deref(c), ctx, "each feature")
 		if err != nil {
 			return nil, err
 		}
@@ -179,12 +146,12 @@ func (p *parser) root(doc *yaml.Node) (*groupDef, error) {
 		}
 		n = n.Content[0]
 	}
-	n = deref(n)
-	if isNull(n) {
+	n = yamlnode.Deref(n)
+	if yamlnode.IsNull(n) {
 		return g, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, p.errf(n.Line, "inventory must be a mapping, not %s", kindName(n))
+		return nil, p.errf(n.Line, "inventory must be a mapping, not %s", yamlnode.KindName(n))
 	}
 	pairs, err := p.pairs(n, "")
 	if err != nil {
@@ -236,19 +203,19 @@ func (p *parser) body(g *groupDef, pairs []kv, ctx string) error {
 }
 
 func (p *parser) groups(parent *groupDef, n *yaml.Node, ctx string) error {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil
 	}
 	if err := p.noPlugin(n, ctx, "groups"); err != nil {
 		return err
 	}
 	if n.Kind != yaml.SequenceNode {
-		return p.errf(n.Line, "%sgroups must be a list, not %s", ctx, kindName(n))
+		return p.errf(n.Line, "%sgroups must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
 	for _, c := range n.Content {
-		c = deref(c)
+		c = yamlnode.Deref(c)
 		if c == nil || c.Kind != yaml.MappingNode {
-			return p.errf(line(c), "%seach group must be a mapping, not %s", ctx, kindName(c))
+			return p.errf(line(c), "%seach group must be a mapping, not %s", ctx, yamlnode.KindName(c))
 		}
 		if err := p.noPlugin(c, ctx, "group"); err != nil {
 			return err
@@ -281,17 +248,17 @@ func (p *parser) groups(parent *groupDef, n *yaml.Node, ctx string) error {
 }
 
 func (p *parser) targets(g *groupDef, n *yaml.Node, ctx string) error {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil
 	}
 	if err := p.noPlugin(n, ctx, "targets"); err != nil {
 		return err
 	}
 	if n.Kind != yaml.SequenceNode {
-		return p.errf(n.Line, "%stargets must be a list, not %s", ctx, kindName(n))
+		return p.errf(n.Line, "%stargets must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
 	for _, c := range n.Content {
-		c = deref(c)
+		c = yamlnode.Deref(c)
 		switch {
 		case c != nil && c.Kind == yaml.ScalarNode && c.Tag == "!!str":
 			if c.Value == "" {
@@ -311,7 +278,7 @@ func (p *parser) targets(g *groupDef, n *yaml.Node, ctx string) error {
 			}
 			g.entries = append(g.entries, e)
 		default:
-			return p.errf(line(c), "%seach target must be a string or a mapping, not %s", ctx, kindName(c))
+			return p.errf(line(c), "%seach target must be a string or a mapping, not %s", ctx, yamlnode.KindName(c))
 		}
 	}
 	return nil
@@ -365,7 +332,7 @@ func (p *parser) target(n *yaml.Node, ctx string) (*entry, error) {
 }
 
 func (p *parser) aliases(n *yaml.Node, ctx string) ([]aliasDef, error) {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil, nil
 	}
 	items := []*yaml.Node{n}
@@ -374,10 +341,10 @@ func (p *parser) aliases(n *yaml.Node, ctx string) ([]aliasDef, error) {
 	}
 	var out []aliasDef
 	for _, c := range items {
-		c = deref(c)
+		c = yamlnode.Deref(c)
 		s, err := p.str(c, ctx, "alias")
 		if err != nil {
-			return nil, p.errf(line(c), "%salias must be a string or a list of strings, not %s", ctx, kindName(c))
+			return nil, p.errf(line(c), "%salias must be a string or a list of strings, not %s", ctx, yamlnode.KindName(c))
 		}
 		if why := badName(s); why != "" {
 			return nil, p.errf(c.Line, "%sinvalid alias %q: %s", ctx, s, why)

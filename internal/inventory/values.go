@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 // value converts a YAML node to plain Go values (map[string]any, []any, scalars).
@@ -13,7 +15,7 @@ func (p *parser) value(n *yaml.Node, depth int) (any, error) {
 	if p.nodes > maxValueNodes || depth > 1000 {
 		return nil, p.errf(line(n), "value is too large or too deeply nested")
 	}
-	n = deref(n)
+	n = yamlnode.Deref(n)
 	if n == nil || n.Kind == yaml.AliasNode {
 		return nil, p.errf(line(n), "unresolvable YAML alias")
 	}
@@ -59,7 +61,7 @@ func (p *parser) mapValue(n *yaml.Node, depth int) (map[string]any, error) {
 	var merges []*yaml.Node
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlnode.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, p.errf(n.Content[i].Line, "mapping keys must be strings")
 		}
@@ -79,13 +81,13 @@ func (p *parser) mapValue(n *yaml.Node, depth int) (map[string]any, error) {
 	}
 	// YAML merge keys: explicit keys win, then earlier merged maps.
 	for _, m := range merges {
-		m = deref(m)
+		m = yamlnode.Deref(m)
 		srcs := []*yaml.Node{m}
 		if m != nil && m.Kind == yaml.SequenceNode {
 			srcs = m.Content
 		}
 		for _, src := range srcs {
-			src = deref(src)
+			src = yamlnode.Deref(src)
 			if src == nil || src.Kind != yaml.MappingNode {
 				return nil, p.errf(line(m), "merge key \"<<\" needs a mapping or a list of mappings")
 			}
@@ -105,11 +107,11 @@ func (p *parser) mapValue(n *yaml.Node, depth int) (map[string]any, error) {
 
 // mapping converts a mapping-valued data key (config, facts, vars).
 func (p *parser) mapping(n *yaml.Node, ctx, what string) (map[string]any, error) {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return map[string]any{}, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, p.errf(n.Line, "%s%s must be a mapping, not %s", ctx, what, kindName(n))
+		return nil, p.errf(n.Line, "%s%s must be a mapping, not %s", ctx, what, yamlnode.KindName(n))
 	}
 	if err := p.noPlugin(n, ctx, what); err != nil {
 		return nil, err
@@ -163,11 +165,11 @@ func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
 			}
 			continue
 		}
-		if !transports[e.key] || isNull(e.val) {
+		if !transports[e.key] || yamlnode.IsNull(e.val) {
 			continue
 		}
 		if e.val.Kind != yaml.MappingNode {
-			return p.errf(e.val.Line, "%sconfig.%s must be a mapping, not %s", ctx, e.key, kindName(e.val))
+			return p.errf(e.val.Line, "%sconfig.%s must be a mapping, not %s", ctx, e.key, yamlnode.KindName(e.val))
 		}
 		sect, err := p.pairs(e.val, ctx+"config."+e.key+": ")
 		if err != nil {

@@ -1,13 +1,11 @@
 package pull
 
 import (
-	"errors"
-	"fmt"
 	"path"
 	"slices"
 	"time"
 
-	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 // FileName is the pull configuration's file in the project directory. It
@@ -171,33 +169,11 @@ func (r *Rollout) Includes(certname string, groups []string) bool {
 }
 
 // Error is a problem in a pull.yaml, at a line when known.
-type Error struct {
-	File string
-	Line int // 0 when unknown
-	Msg  string
-}
+type Error = yamlnode.Error
 
-// Error formats the error as "file:line: message".
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
-
-// invalid wraps err as a muster invalid-input error, keeping it for
-// errors.As, as the inventory does.
-func invalid(err error) error {
-	me := &muster.Error{Kind: muster.KindInvalid, Msg: err.Error(), Details: map[string]any{}, Err: err}
-	var pe *Error
-	if errors.As(err, &pe) {
-		me.Details["file"] = pe.File
-		if pe.Line > 0 {
-			me.Details["line"] = pe.Line
-		}
-	}
-	return me
-}
+// invalid wraps err as a muster invalid-input error with its file and
+// line, as the inventory does.
+func invalid(err error) error { return yamlnode.Invalid(err) }
 
 // defaultRun is the entry used when the file declares no runs.
 func defaultRun() Run {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 var (
@@ -56,33 +58,15 @@ func (p *parser) errf(line int, format string, args ...any) error {
 	return &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func lineOf(n *yaml.Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.Line
-}
-
 // mapping returns the pairs of mapping n, checking keys against known.
 func (p *parser) mapping(n *yaml.Node, what string, known ...string) ([]kv, error) {
 	if n == nil || n.Kind != yaml.MappingNode {
-		return nil, p.errf(lineOf(n), "%s must be a mapping", what)
+		return nil, p.errf(yamlnode.LineOf(n), "%s must be a mapping", what)
 	}
 	var out []kv
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
+		k := yamlnode.Deref(n.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode {
 			return nil, p.errf(n.Content[i].Line, "%s: keys must be strings", what)
 		}
@@ -93,14 +77,14 @@ func (p *parser) mapping(n *yaml.Node, what string, known ...string) ([]kv, erro
 			return nil, p.errf(k.Line, "%s: unknown key %q (known: %s)", what, k.Value, strings.Join(known, ", "))
 		}
 		seen[k.Value] = k.Line
-		out = append(out, kv{key: k.Value, line: k.Line, val: deref(n.Content[i+1])})
+		out = append(out, kv{key: k.Value, line: k.Line, val: yamlnode.Deref(n.Content[i+1])})
 	}
 	return out, nil
 }
 
 func (p *parser) str(n *yaml.Node, what string) (string, error) {
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!binary" {
-		return "", p.errf(lineOf(n), "%s must be a string", what)
+		return "", p.errf(yamlnode.LineOf(n), "%s must be a string", what)
 	}
 	return n.Value, nil
 }
@@ -108,14 +92,14 @@ func (p *parser) str(n *yaml.Node, what string) (string, error) {
 func (p *parser) nonEmpty(n *yaml.Node, what string) (string, error) {
 	s, err := p.str(n, what)
 	if err == nil && strings.TrimSpace(s) == "" {
-		err = p.errf(lineOf(n), "%s must not be empty", what)
+		err = p.errf(yamlnode.LineOf(n), "%s must not be empty", what)
 	}
 	return s, err
 }
 
 func (p *parser) integer(n *yaml.Node, what string) (int, error) {
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-		return 0, p.errf(lineOf(n), "%s must be an integer", what)
+		return 0, p.errf(yamlnode.LineOf(n), "%s must be an integer", what)
 	}
 	v, err := strconv.ParseInt(n.Value, 0, 32)
 	if err != nil {
@@ -126,7 +110,7 @@ func (p *parser) integer(n *yaml.Node, what string) (int, error) {
 
 func (p *parser) number(n *yaml.Node, what string) (float64, error) {
 	if n == nil || n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
-		return 0, p.errf(lineOf(n), "%s must be a number", what)
+		return 0, p.errf(yamlnode.LineOf(n), "%s must be a number", what)
 	}
 	var v float64
 	if err := n.Decode(&v); err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -139,7 +123,7 @@ func (p *parser) number(n *yaml.Node, what string) (float64, error) {
 // "1h30m") or a number of seconds.
 func (p *parser) duration(n *yaml.Node, what string) (time.Duration, error) {
 	if n == nil || n.Kind != yaml.ScalarNode {
-		return 0, p.errf(lineOf(n), "%s must be a duration such as 30m", what)
+		return 0, p.errf(yamlnode.LineOf(n), "%s must be a duration such as 30m", what)
 	}
 	var d time.Duration
 	switch n.Tag {
@@ -167,7 +151,7 @@ func (p *parser) duration(n *yaml.Node, what string) (time.Duration, error) {
 }
 
 func (p *parser) list(n *yaml.Node, what string) ([]*yaml.Node, error) {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -175,7 +159,7 @@ func (p *parser) list(n *yaml.Node, what string) ([]*yaml.Node, error) {
 	}
 	out := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
-		out[i] = deref(c)
+		out[i] = yamlnode.Deref(c)
 	}
 	return out, nil
 }
@@ -198,7 +182,7 @@ func (p *parser) strings(n *yaml.Node, what string) ([]string, error) {
 // env reads a mapping of environment variables. Names starting MUSTER_
 // are the scheduler's own and may not be set.
 func (p *parser) env(n *yaml.Node, what string) (map[string]string, error) {
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
@@ -206,7 +190,7 @@ func (p *parser) env(n *yaml.Node, what string) (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamlnode.Deref(n.Content[i]), yamlnode.Deref(n.Content[i+1])
 		if k == nil || k.Kind != yaml.ScalarNode || !envName.MatchString(k.Value) {
 			return nil, p.errf(n.Content[i].Line, "%s: %q is not an environment variable name", what, k.Value)
 		}
@@ -217,7 +201,7 @@ func (p *parser) env(n *yaml.Node, what string) (map[string]string, error) {
 			return nil, p.errf(k.Line, "%s: duplicate variable %s", what, k.Value)
 		}
 		if v == nil || v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-			return nil, p.errf(lineOf(v), "%s: %s must be a string, number or boolean", what, k.Value)
+			return nil, p.errf(yamlnode.LineOf(v), "%s: %s must be a string, number or boolean", what, k.Value)
 		}
 		out[k.Value] = v.Value
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster/internal/yamlnode"
 )
 
 // config reads the document.
@@ -14,9 +16,9 @@ func (p *parser) config(doc *yaml.Node) (*Config, error) {
 		RetryMin: DefaultRetryMin, RetryMax: DefaultRetryMax, Facts: Facts{UploadEvery: DefaultFactsUploadEvery}}
 	root := doc
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		root = deref(doc.Content[0])
+		root = yamlnode.Deref(doc.Content[0])
 	}
-	if isNull(root) || doc.Kind == 0 {
+	if yamlnode.IsNull(root) || doc.Kind == 0 {
 		return nil, p.errf(0, "is empty: at least one backend is required")
 	}
 	pairs, err := p.mapping(root, "the file", "interval", "floor", "ceiling", "target_utilisation", "max_checkin",
@@ -197,7 +199,7 @@ func (p *parser) runs(n *yaml.Node) ([]Run, error) {
 }
 
 func (p *parser) run(n *yaml.Node, what string) (Run, error) {
-	r := Run{Line: lineOf(n), Timeout: DefaultTimeout}
+	r := Run{Line: yamlnode.LineOf(n), Timeout: DefaultTimeout}
 	pairs, err := p.mapping(n, what, "match", "command", "task", "params", "success_codes", "watch", "env", "timeout")
 	if err != nil {
 		return r, err
@@ -257,7 +259,7 @@ func (p *parser) codes(n *yaml.Node, what string) ([]int, error) {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return nil, p.errf(lineOf(n), "%s must list at least one exit code", what)
+		return nil, p.errf(yamlnode.LineOf(n), "%s must list at least one exit code", what)
 	}
 	var out []int
 	for _, it := range items {
