@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -243,4 +244,127 @@ func postAgent(t *testing.T, c *http.Client, addr, path string, body any) (int, 
 	var out bytes.Buffer
 	_, _ = out.ReadFrom(resp.Body)
 	return resp.StatusCode, out.String()
+}
+
+// kill -9 the server while an agent runs: the agent spools its report and
+// sends it once the server is back, and the run ends exactly once. kill
+// -9 the agent while it runs: its next start reports the run as failed,
+// instead of leaving it to its lease's expiry.
+func TestPullSurvivesKill9(t *testing.T) {
+	work := t.TempDir()
+	logFile := filepath.Join(work, "runs.log")
+	dir := localProject(t, 1)
+	cfg := fmt.Sprintf(`interval: 10m
+backends:
+  - {name: local, max_running: 10}
+runs:
+  - command: 'echo "start $MUSTER_RUN_ID" >> %[1]s; sleep 3; echo "end $MUSTER_RUN_ID" >> %[1]s'
+`, logFile)
+	if err := os.WriteFile(filepath.Join(dir, "pull.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	data := t.TempDir()
+	args := []string{"--agent-listen", port}
+	srv := startServer(t, dir, data, args...)
+	var fp string
+	eventually(t, "the agent listener starts", func() bool {
+		m := agentsLine.FindStringSubmatch(srv.Log())
+		if m != nil {
+			fp = m[2]
+		}
+		return m != nil
+	})
+	ctx := context.Background()
+	tok, err := srv.client().CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "k", Uses: 1, Certnames: "k1.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDir := t.TempDir()
+	agentArgs := []string{"--server", port, "--data-dir", agentDir, "--certname", "k1.test", "--enroll-token", tok.Secret, "--ca-fingerprint", fp}
+	ag := startAgent(t, agentArgs...)
+	logHas := func(s string) func() bool {
+		return func() bool { b, _ := os.ReadFile(logFile); return strings.Contains(string(b), s) }
+	}
+	eventually(t, "the first run starts", logHas("start 1\n"))
+	if err := srv.stop(syscall.SIGKILL); err == nil {
+		t.Fatal("kill -9 did not kill")
+	}
+	eventually(t, "the run ends while the server is down", logHas("end 1\n"))
+	srv = startServer(t, dir, data, args...)
+	c := srv.client()
+	eventually(t, "the spooled report arrives", func() bool {
+		r, err := c.Runs(ctx, 1, api.RunsOptions{})
+		return err == nil && len(r) == 1 && r[0].State.Final()
+	})
+	runs, err := c.Runs(ctx, 1, api.RunsOptions{})
+	if err != nil || runs[0].State != muster.RunSucceeded || runs[0].Attempt != 1 {
+		t.Fatalf("run 1 after the server's kill -9: %+v %v", runs, err)
+	}
+
+	// The agent dies mid-run; its next start reports the run.
+	if code, out, errOut := cliWith(t, srv, "node", "run", "k1.test"); code != 0 {
+		t.Fatalf("node run: exit %d\n%s%s", code, out, errOut)
+	}
+	var second int64
+	eventually(t, "a second run starts", func() bool {
+		n, err := c.Node(ctx, "k1.test")
+		second = n.LastRunID
+		return err == nil && n.LastRunID > 1 && logHas(fmt.Sprintf("start %d\n", n.LastRunID))()
+	})
+	_ = ag.cmd.Process.Kill()
+	<-ag.done
+	startAgent(t, agentArgs...)
+	eventually(t, "the interrupted run is reported", func() bool {
+		n, err := c.Node(ctx, "k1.test")
+		if err != nil {
+			return false
+		}
+		r, err := c.Runs(ctx, jobOfRun(t, c, second), api.RunsOptions{})
+		return err == nil && len(r) > 0 && r[0].State == muster.RunFailed && strings.Contains(r[0].Error, "agent stopped during the run") && n.LastRunID >= second
+	})
+	if b, _ := os.ReadFile(logFile); strings.Contains(string(b), fmt.Sprintf("end %d\n", second)) {
+		t.Errorf("the killed agent's work went on:\n%s", b)
+	}
+	if n := strings.Count(srv.Log(), "pull run reported"); n < 1 {
+		t.Errorf("reports after the restart: %d", n)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// cliWith runs the CLI against s.
+func cliWith(t *testing.T, s *serverProc, args ...string) (int, string, string) {
+	t.Helper()
+	s.env(t)
+	return cli(t, args...)
+}
+
+// jobOfRun finds the job of a run by listing the jobs.
+func jobOfRun(t *testing.T, c *api.Client, run int64) int64 {
+	t.Helper()
+	jobs, err := c.ListJobs(context.Background(), api.ListJobsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Jobs {
+		rs, err := c.Runs(context.Background(), j.ID, api.RunsOptions{})
+		if err != nil {
+			continue
+		}
+		for _, r := range rs {
+			if r.ID == run {
+				return j.ID
+			}
+		}
+	}
+	return 0
 }

@@ -137,6 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadIdentity(ctx); err != nil {
 		return err
 	}
+	a.reportInterrupted()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	watchCtx, stopWatch := context.WithCancel(ctx)

@@ -100,6 +100,7 @@ func (a *Agent) execute(ctx context.Context, run checkin.Run) {
 	}
 	stdout, stderr := NewTailBuffer(checkin.MaxOutput), NewTailBuffer(checkin.MaxOutput)
 	start := a.now()
+	marker := a.markRunning(run, start)
 	code, err := a.cfg.Exec(rctx, run, stdout, stderr)
 	rep := checkin.Report{Version: checkin.Version, RunID: run.RunID, Attempt: run.Attempt, ExitCode: code,
 		Stdout: stdout.String(), Stderr: stderr.String(), Duration: a.now().Sub(start), Started: start}
@@ -118,7 +119,12 @@ func (a *Agent) execute(ctx context.Context, run checkin.Run) {
 	a.mu.Unlock()
 	if err := a.spool(rep); err != nil {
 		a.log.Error("cannot spool the report; sending it directly", "run", run.RunID, "err", err)
+		var resp checkin.ReportResponse
+		if err := a.currentClient().post(context.WithoutCancel(ctx), checkin.PathReport, rep, &resp); err != nil {
+			a.log.Error("the report is lost: neither spooled nor sent", "run", run.RunID, "err", err)
+		}
 	}
+	os.Remove(marker) // the report stands in for it now
 	if rep.Error != "" {
 		a.log.Warn("run failed to run", "run", run.RunID, "err", rep.Error)
 	}
@@ -237,4 +243,50 @@ func (a *Agent) maybeRunOffline(ctx context.Context) {
 	a.lastRun = a.now()
 	a.mu.Unlock()
 	a.log.Info("offline run ended", "exit_code", code, "err", err, "stdout", stdout.String(), "stderr", stderr.String())
+}
+
+// runningName is the spool's marker of a run in progress.
+func runningName(runID int64, attempt int) string {
+	return fmt.Sprintf("running-%d-%d.json", runID, attempt)
+}
+
+// markRunning notes a run in progress in the spool, so that an agent
+// killed during it (its work dies with it) reports it at its next start
+// instead of leaving it to the lease's expiry.
+func (a *Agent) markRunning(run checkin.Run, start time.Time) string {
+	path := filepath.Join(a.path("spool"), runningName(run.RunID, run.Attempt))
+	b, _ := json.Marshal(checkin.Report{Version: checkin.Version, RunID: run.RunID, Attempt: run.Attempt, Started: start})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		a.log.Warn("cannot mark the run in the spool", "run", run.RunID, "err", err)
+	}
+	return path
+}
+
+// reportInterrupted turns the markers of runs that a previous agent did
+// not finish (it was killed, the machine rebooted) into failed reports.
+func (a *Agent) reportInterrupted() {
+	names, _ := filepath.Glob(filepath.Join(a.path("spool"), "running-*.json"))
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		var rep checkin.Report
+		if err == nil {
+			err = json.Unmarshal(b, &rep)
+		}
+		if err != nil || rep.RunID <= 0 {
+			os.Remove(name)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(a.path("spool"), spoolName(rep.RunID, rep.Attempt))); err == nil {
+			os.Remove(name) // the run's own report made it to the spool
+			continue
+		}
+		rep.ExitCode = -1
+		rep.Error = "the agent stopped during the run (killed, or the machine restarted); its work was stopped with it"
+		if err := a.spool(rep); err != nil {
+			a.log.Error("cannot spool the report of an interrupted run", "run", rep.RunID, "err", err)
+			continue
+		}
+		os.Remove(name)
+		a.log.Warn("a run was interrupted by the agent's last stop; reporting it as failed", "run", rep.RunID, "attempt", rep.Attempt)
+	}
 }
