@@ -15,16 +15,16 @@ import (
 )
 
 // lockedCommand is a node-run that proves exclusivity: it takes a per-node
-// lock directory (mkdir is atomic), logs its start and end, and records
-// DOUBLE if the node's lock was already held, i.e. two runs at once. A run
-// stopped by a signal (its server died, so its process group was killed)
-// logs "killed" and gives the lock back on its way out (SIGPIPE too: with
-// its client gone, the shell's own notice of a killed child has nowhere to
-// go).
+// lock (flock, which the kernel releases when its holder dies, however it
+// dies), logs its start and end, and records DOUBLE if the node's lock was
+// already held, i.e. two runs at once. A run stopped by a signal (its
+// server died, so its process group was killed) logs "killed" (on SIGPIPE
+// too: with its client gone, the shell's own notice of a killed child has
+// nowhere to go).
 func lockedCommand(dir string, seconds string) string {
-	return fmt.Sprintf(`L=%[1]s/locks/$MUSTER_NODE; mkdir "$L" 2>/dev/null || { echo "DOUBLE $MUSTER_NODE $MUSTER_RUN_ID" >> %[1]s/log; exit 9; }
-trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; rmdir "$L"; exit 143' TERM PIPE HUP
-echo "start $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; sleep %[2]s; echo "end $MUSTER_RUN_ID" >> %[1]s/log; rmdir "$L"`, dir, seconds)
+	return fmt.Sprintf(`exec 8>>%[1]s/locks/$MUSTER_NODE; flock -n 8 || { echo "DOUBLE $MUSTER_NODE $MUSTER_RUN_ID" >> %[1]s/log; exit 9; }
+trap 'echo "killed $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; exit 143' TERM PIPE HUP
+echo "start $MUSTER_RUN_ID $MUSTER_ATTEMPT" >> %[1]s/log; sleep %[2]s; echo "end $MUSTER_RUN_ID" >> %[1]s/log`, dir, seconds)
 }
 
 func submit(t *testing.T, c *api.Client, req api.SubmitRequest) api.SubmitResponse {
