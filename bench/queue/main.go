@@ -423,7 +423,10 @@ func (s *session) run(ctx context.Context, rep int) (t *Throughput, err error) {
 	}
 	data := filepath.Join(s.work, fmt.Sprintf("data%d", rep))
 	args := []string{"server", "--listen", "127.0.0.1:0", "--project", s.project, "--secret-key-file", s.keyFile,
-		"--backend", o.backend, "--slots", strconv.Itoa(o.slots), "--claim-batch", strconv.Itoa(o.batch)}
+		"--backend", o.backend, "--slots", strconv.Itoa(o.slots), "--claim-batch", strconv.Itoa(o.batch),
+		// The benchmark is one client submitting as fast as it can: the
+		// per-token rate limit would measure itself.
+		"--max-jobs-per-minute", "0"}
 	if dbURL != "" {
 		args = append(args, "--database", dbURL)
 	}
