@@ -27,8 +27,8 @@ import (
 //     a private per-user directory, waiting for it at most GuardWait.
 //  3. The work runs under setsid, in its own session and process group,
 //     with /dev/null (or its feed) as stdin and without the lock's fd.
-//  4. A watcher, in a process group of its own (so that the transports'
-//     group signals miss it), reads stdin until EOF. If the program has
+//  4. A watcher, a subshell that ignores TERM, HUP and INT (so that the
+//     transports' group signals leave it be), reads stdin until EOF. If the program has
 //     not dismissed it by then, the client is gone (killed, disconnected)
 //     or cancelled: it sends TERM to the work's process group, then KILL
 //     after stopGrace seconds.
@@ -75,8 +75,8 @@ type program struct {
 	payload []byte
 }
 
-// watcherScript runs in its own process group with the channel as stdin
-// and the work's pid as $1. See the overview above.
+// watcherScript runs in a subshell of the program with the channel as
+// stdin and the work's pid as $1. See the overview above.
 var watcherScript = `trap '' TERM HUP INT
 while IFS= read -r x; do :; done
 trap '' USR1
@@ -110,7 +110,10 @@ __mS=setsid; command -v setsid >/dev/null 2>&1 || __mS=
 		fmt.Fprintf(&b, "$__mS %s </dev/null 3<&- 9>&- &\n", p.work)
 	}
 	b.WriteString("__mw=$!\n")
-	fmt.Fprintf(&b, "$__mS sh -c %s muster-watch \"$__mw\" <&3 >/dev/null 2>&1 9>&- &\n", quote(watcherScript))
+	// The watcher is a subshell of the program (a fork, no exec): it ignores
+	// the signals the transports send the program's process group, and the
+	// program dismisses it with USR1 once the work has ended.
+	fmt.Fprintf(&b, "(set -- \"$__mw\"\n%s) <&3 >/dev/null 2>&1 9>&- &\n", watcherScript)
 	// A trapped signal interrupts wait: wait again until the work is reaped.
 	fmt.Fprintf(&b, `__mm=$!
 exec 3<&-
