@@ -138,13 +138,16 @@ type guardSpec struct {
 	name string
 	base string // the directory holding the private lock directory
 	wait time.Duration
+	// user is who the program runs as, when muster knows it: it names the
+	// private lock directory without running id(1); "" asks id -u.
+	user string
 }
 
-func newGuard(opts Options, base string) *guardSpec {
+func newGuard(opts Options, base, user string) *guardSpec {
 	if opts.Guard == "" {
 		return nil
 	}
-	return &guardSpec{name: opts.Guard, base: base, wait: opts.GuardWait}
+	return &guardSpec{name: opts.Guard, base: base, wait: opts.GuardWait, user: user}
 }
 
 // lockName returns the guard's lock file name: a readable, sanitised
@@ -169,28 +172,36 @@ func (g *guardSpec) lockName() string {
 // (mode 700, owned by the user, not a link), the lock file in it, opened
 // as fd 9, and flock -n polled once a second for at most g.wait. The
 // holder's pid is written into the lock file for the busy message. While
-// it waits, a subshell watches stdin: a client gone by then (USR2) ends
-// the program before its work ever starts.
+// it waits (only when the lock is taken), a subshell watches stdin: a
+// client gone by then (USR2) ends the program before its work ever starts.
 func (g *guardSpec) write(b *strings.Builder, marker string) {
 	secs := int(g.waited() / time.Second)
-	fmt.Fprintf(b, "__mgd=%s/muster-guard.$(id -u)\n", quote(g.base))
-	fmt.Fprintf(b, `mkdir -m 700 "$__mgd" 2>/dev/null
+	// The directory is named by the user when muster knows it, so the
+	// common path runs no id(1); -O below checks the owner either way.
+	who := "$(id -u)"
+	if g.user != "" {
+		who = quote(targetDirName(g.user))
+	}
+	fmt.Fprintf(b, "__mgd=%s/muster-guard.%s\n", quote(g.base), who)
+	fmt.Fprintf(b, `[ -d "$__mgd" ] || mkdir -m 700 "$__mgd" 2>/dev/null
 [ -d "$__mgd" ] && [ ! -L "$__mgd" ] && [ -O "$__mgd" ] && chmod 700 "$__mgd" || { echo "%[1]s baddir $__mgd" >&2; exit %[2]d; }
 command -v flock >/dev/null 2>&1 || { echo "%[1]s noflock" >&2; exit %[2]d; }
 __mf="$__mgd"/%[3]s
 exec 9>>"$__mf" || { echo "%[1]s baddir $__mf" >&2; exit %[2]d; }
-__mg=
-trap '__mg=1' USR2
-( trap '' HUP INT USR2; while IFS= read -r x; do :; done; kill -USR2 $$ ) <&3 >/dev/null 2>&1 9>&- &
-__mpw=$!
-__mn=0
-until flock -n 9; do
+if ! flock -n 9; then
+  __mg=
+  trap '__mg=1' USR2
+  ( trap '' HUP INT USR2; while IFS= read -r x; do :; done; kill -USR2 $$ ) <&3 >/dev/null 2>&1 9>&- &
+  __mpw=$!
+  __mn=0
+  until flock -n 9; do
+    [ -n "$__mg" ] && exit 1
+    [ "$__mn" -ge %[4]d ] && { __mp=$(head -c 32 "$__mf" 2>/dev/null); echo "%[1]s busy ${__mp:-?} $__mf" >&2; exit %[2]d; }
+    sleep 1; __mn=$((__mn+1))
+  done
+  kill "$__mpw" 2>/dev/null
   [ -n "$__mg" ] && exit 1
-  [ "$__mn" -ge %[4]d ] && { __mp=$(head -c 32 "$__mf" 2>/dev/null); echo "%[1]s busy ${__mp:-?} $__mf" >&2; exit %[2]d; }
-  sleep 1; __mn=$((__mn+1))
-done
-kill "$__mpw" 2>/dev/null
-[ -n "$__mg" ] && exit 1
+fi
 echo $$ >"$__mf"
 `, marker, guardBusyExit, quote(g.lockName()), secs)
 }
@@ -337,7 +348,7 @@ func (r *Runner) run(ctx context.Context, t *muster.Target, p program, stdout, s
 	if err != nil {
 		return -1, err
 	}
-	g := newGuard(opts, r.tmpdir(t, opts))
+	g := newGuard(opts, r.tmpdir(t, opts), effectiveUser(t, opts))
 	marker := "muster-guard-" + randomToken() + ":"
 	line := supervised(p, g, marker)
 	in := newHeldInput(p.payload)

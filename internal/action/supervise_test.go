@@ -321,13 +321,16 @@ func TestGuardBusyFails(t *testing.T) {
 func TestGuardRefusesForeignLockDir(t *testing.T) {
 	r, tg := guardRunner(t)
 	base := tg.Config["ssh"].(map[string]any)["tmpdir"].(string)
-	out := r.Command(context.Background(), tg, "id -u", Options{})
+	out := r.Command(context.Background(), tg, "id -u; id -un", Options{})
 	if !out.OK() {
 		t.Fatal(out.Error)
 	}
-	uid := strings.TrimSpace(out.Value["stdout"].(string))
+	ids := strings.Fields(out.Value["stdout"].(string))
 	victim := t.TempDir()
-	must(t, os.Symlink(victim, filepath.Join(base, "muster-guard."+uid)))
+	// The directory is named by the user's name when muster knows it, by
+	// the uid otherwise: plant a link at both.
+	must(t, os.Symlink(victim, filepath.Join(base, "muster-guard."+ids[0])))
+	must(t, os.Symlink(victim, filepath.Join(base, "muster-guard."+targetDirName(ids[1]))))
 	res := r.Command(context.Background(), tg, "true", Options{Guard: "g"})
 	if res.OK() || res.Error.IssueCode != IssueGuardUnavailable {
 		t.Fatalf("guard through a link: %+v, want %s", res.Error, IssueGuardUnavailable)
