@@ -177,14 +177,16 @@ func (g *guardSpec) lockName() string {
 func (g *guardSpec) write(b *strings.Builder, marker string) {
 	secs := int(g.waited() / time.Second)
 	// The directory is named by the user when muster knows it, so the
-	// common path runs no id(1); -O below checks the owner either way.
+	// common path runs no id(1); -O below checks the owner either way. Only
+	// the user can have made a directory the user owns, and this program
+	// makes it mode 700, so its mode needs no chmod on every run.
 	who := "$(id -u)"
 	if g.user != "" {
 		who = quote(targetDirName(g.user))
 	}
 	fmt.Fprintf(b, "__mgd=%s/muster-guard.%s\n", quote(g.base), who)
 	fmt.Fprintf(b, `[ -d "$__mgd" ] || mkdir -m 700 "$__mgd" 2>/dev/null
-[ -d "$__mgd" ] && [ ! -L "$__mgd" ] && [ -O "$__mgd" ] && chmod 700 "$__mgd" || { echo "%[1]s baddir $__mgd" >&2; exit %[2]d; }
+[ -d "$__mgd" ] && [ ! -L "$__mgd" ] && [ -O "$__mgd" ] || { echo "%[1]s baddir $__mgd" >&2; exit %[2]d; }
 command -v flock >/dev/null 2>&1 || { echo "%[1]s noflock" >&2; exit %[2]d; }
 __mf="$__mgd"/%[3]s
 exec 9>>"$__mf" || { echo "%[1]s baddir $__mf" >&2; exit %[2]d; }
