@@ -76,7 +76,7 @@ func (p *agentProc) Log() string {
 
 func startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"agent", "--wait", "5s"}, args...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"agent", "--wait", "5m"}, args...)...) // long polls: changes must cut them short
 	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

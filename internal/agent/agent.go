@@ -153,7 +153,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.flushSpool(ctx)
 		resp, err := a.checkIn(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errRecheck) {
 				continue
 			}
 			delay := jitter(backoff)

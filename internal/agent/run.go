@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/muster-run/muster/internal/checkin"
 )
+
+// errRecheck says a held check-in was cut short by a watched file's
+// change: check in again at once.
+var errRecheck = errors.New("a watched file changed during the check-in")
 
 // checkIn asks the server whether to run now, holding the request open up
 // to Wait, and carries the watched files that changed.
@@ -28,12 +33,32 @@ func (a *Agent) checkIn(ctx context.Context) (checkin.CheckInResponse, error) {
 	req := checkin.CheckInRequest{Version: checkin.Version, Wait: a.cfg.Wait, Changed: changed, LastRun: lastRun}
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.Wait+30*time.Second)
 	defer cancel()
+	// A watched file that changes while the server holds this check-in
+	// cuts it short: the agent checks in again at once, with the change.
+	woke, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-a.wake:
+			close(woke)
+			cancel()
+		case <-stop:
+		}
+	}()
 	var resp checkin.CheckInResponse
-	if err := a.currentClient().post(cctx, checkin.PathCheckIn, req, &resp); err != nil {
+	err := a.currentClient().post(cctx, checkin.PathCheckIn, req, &resp)
+	close(stop)
+	<-done
+	if err != nil {
 		// The changes are still to be told.
 		a.mu.Lock()
 		a.changed = append(changed, a.changed...)
 		a.mu.Unlock()
+		select {
+		case <-woke:
+			return resp, errRecheck
+		default:
+		}
 		return resp, err
 	}
 	a.mu.Lock()
