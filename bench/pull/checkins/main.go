@@ -1,0 +1,317 @@
+// Command checkins is the pull-mode check-in load benchmark: it starts one
+// `muster server --agent-listen` (SQLite, on 127.0.0.1), enrolls -agents
+// simulated agents through the real protocol (each its own ed25519 key,
+// certificate and kept-alive mTLS connection, all in this process), then
+// has them check in, spread evenly, at -rate check-ins per second for
+// -window, and reports check-in latency p50/p95/p99, the server's CPU per
+// check-in and its RSS, and how much the database grew during the idle
+// check-ins (the goal is nothing: an idle check-in writes nothing). The
+// pull.yaml matches no node, so every check-in is idle.
+//
+//	go run ./bench/pull/checkins -muster bin/muster -agents 10000 -rate 200 -window 60s -out bench/results/pull-checkins.md
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/muster-run/muster/internal/api"
+	"github.com/muster-run/muster/internal/checkin"
+	"github.com/muster-run/muster/internal/pki"
+	"github.com/muster-run/muster/internal/testkit/procfs"
+)
+
+var (
+	agentsLine = regexp.MustCompile(`agents=https://(\S+) ca_fingerprint=(\S+)`)
+	apiLine    = regexp.MustCompile(`msg="muster server started".* api=(\S+)`)
+)
+
+type agent struct {
+	name string
+	hc   *http.Client
+}
+
+func main() {
+	bin := flag.String("muster", "bin/muster", "the muster binary")
+	n := flag.Int("agents", 10000, "simulated agents")
+	rate := flag.Float64("rate", 200, "check-ins per second, all agents together")
+	window := flag.Duration("window", 60*time.Second, "measured window")
+	out := flag.String("out", "bench/results/pull-checkins.md", "report path")
+	flag.Parse()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "muster-checkins-")
+	check(err)
+	defer os.RemoveAll(dir)
+	proj := filepath.Join(dir, "project")
+	check(os.MkdirAll(proj, 0o755))
+	check(os.WriteFile(filepath.Join(proj, "pull.yaml"), []byte(`interval: 30m
+backends:
+  - {name: local, max_running: 100}
+runs:
+  - match: {glob: "no-node-matches-this*"}
+    command: "true"
+`), 0o644))
+	data := filepath.Join(dir, "data")
+	srv := exec.Command(*bin, "server", "--listen", "127.0.0.1:0", "--data-dir", data, "--project", proj,
+		"--agent-listen", "127.0.0.1:0")
+	stderr, err := srv.StderrPipe()
+	check(err)
+	check(srv.Start())
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	addr, apiURL := "", ""
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && (addr == "" || apiURL == "") {
+		if m := agentsLine.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+		}
+		if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
+			apiURL = m[1]
+		}
+	}
+	go func() { // keep draining the log
+		for sc.Scan() {
+		}
+	}()
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	check(err)
+	cl, err := api.NewClient(apiURL, strings.TrimSpace(string(tok)))
+	check(err)
+	et, err := cl.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "bench", Uses: *n, Certnames: "sim*.bench"})
+	check(err)
+	ca, err := cl.CA(ctx)
+	check(err)
+	caCert, err := pki.ParseCertPEM([]byte(ca.Certificate))
+	check(err)
+
+	log.Printf("enrolling %d agents", *n)
+	t0 := time.Now()
+	agents := make([]*agent, *n)
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 32 {
+		wg.Go(func() {
+			for i := range work {
+				agents[i] = enroll(ctx, addr, caCert.Raw, et.Secret, fmt.Sprintf("sim%05d.bench", i))
+			}
+		})
+	}
+	for i := range *n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	enrollTook := time.Since(t0)
+	log.Printf("enrolled in %s; warming every agent's connection", enrollTook.Round(time.Millisecond))
+	runAll(ctx, agents, 64, func(a *agent) { _, _ = checkIn(ctx, a) })
+
+	wal := filepath.Join(data, "muster.db-wal")
+	walBefore, dbBefore := size(wal), size(filepath.Join(data, "muster.db"))
+	cpuBefore := cpuOf(srv.Process.Pid)
+	log.Printf("measuring %s at %.0f check-ins/s", *window, *rate)
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	interval := time.Duration(float64(time.Second) / *rate)
+	deadline := time.Now().Add(*window)
+	sem := make(chan struct{}, 512)
+	next := time.Now()
+	for i := 0; time.Now().Before(deadline); i++ {
+		next = next.Add(interval)
+		time.Sleep(time.Until(next))
+		a := agents[i%len(agents)]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			d, err := checkIn(ctx, a)
+			mu.Lock()
+			if err != nil {
+				errs++
+			} else {
+				lat = append(lat, d)
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	cpuAfter := cpuOf(srv.Process.Pid)
+	walAfter, dbAfter := size(wal), size(filepath.Join(data, "muster.db"))
+	rss := rssOf(srv.Process.Pid)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, max(0, int(float64(len(lat))*p/100+0.5)-1))]
+	}
+	cpu := cpuAfter - cpuBefore
+	perCheckIn := 0.0
+	if len(lat) > 0 {
+		perCheckIn = cpu / float64(len(lat)) * 1000
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Pull mode: check-ins under load\n\n")
+	fmt.Fprintf(&b, "`go run ./bench/pull/checkins`, %s. One `muster server --agent-listen` (SQLite) and %d simulated agents in one\n"+
+		"process, each with its own ed25519 key, certificate and kept-alive mTLS connection, enrolled through the protocol;\n"+
+		"then %.0f check-ins per second spread over all agents for %s, each answered at once (no long poll). No runs\n"+
+		"entry matches the agents, so every check-in is idle: its answer is \"not now, come back at ...\".\n\n",
+		time.Now().UTC().Format("2006-01-02"), *n, *rate, *window)
+	fmt.Fprintf(&b, "| agents | check-ins | errors | p50 ms | p95 ms | p99 ms | server CPU ms / check-in | server RSS MiB | database growth during the window | enrollment |\n")
+	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	fmt.Fprintf(&b, "| %d | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %.0f | WAL %+d B, db %+d B | %d in %.1f s |\n\n",
+		*n, len(lat), errs, ms(pct(50)), ms(pct(95)), ms(pct(99)), perCheckIn, float64(rss)/(1<<20),
+		walAfter-walBefore, dbAfter-dbBefore, *n, enrollTook.Seconds())
+	verdict := "PASS"
+	if pct(99) >= 100*time.Millisecond || errs > 0 {
+		verdict = "FAIL"
+	}
+	writes := "PASS"
+	if walAfter != walBefore || dbAfter != dbBefore {
+		writes = "FAIL"
+	}
+	fmt.Fprintf(&b, "- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**.\n", verdict, writes)
+	fmt.Fprintf(&b, "- The client (this benchmark) and the server share the machine's %d cores: %s.\n", runtime.NumCPU(), cpuModel())
+	check(os.WriteFile(*out, b.Bytes(), 0o644))
+	fmt.Print(b.String())
+}
+
+// cpuOf is pid's CPU time in seconds (CLK_TCK is 100 on Linux).
+func cpuOf(pid int) float64 {
+	p, err := procfs.Read(pid)
+	if err != nil {
+		return 0
+	}
+	return float64(p.Utime+p.Stime) / 100
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func size(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func rssOf(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// enroll makes a key and gets its certificate signed through the protocol.
+func enroll(ctx context.Context, addr string, caDER []byte, token, name string) *agent {
+	key, err := pki.NewKey()
+	check(err)
+	csr, err := pki.NewCSR(key, name)
+	check(err)
+	cfg, err := pki.ClientTLSConfig(caDER, tls.Certificate{})
+	check(err)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: time.Minute}
+	var resp checkin.CertResponse
+	check(post(ctx, hc, addr, checkin.PathEnroll, checkin.EnrollRequest{Version: checkin.Version, Token: token, CSR: csr}, &resp))
+	hc.CloseIdleConnections()
+	if resp.State != "signed" {
+		log.Fatalf("%s: %s %s", name, resp.State, resp.Message)
+	}
+	tc, err := pki.TLSCertificate(resp.Cert, key)
+	check(err)
+	cfg, err = pki.ClientTLSConfig(caDER, tc)
+	check(err)
+	return &agent{name: name, hc: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 1,
+		IdleConnTimeout: 10 * time.Minute}, Timeout: time.Minute}}
+}
+
+var baseAddr string
+
+func checkIn(ctx context.Context, a *agent) (time.Duration, error) {
+	start := time.Now()
+	var resp checkin.CheckInResponse
+	err := post(ctx, a.hc, baseAddr, checkin.PathCheckIn, checkin.CheckInRequest{Version: checkin.Version}, &resp)
+	return time.Since(start), err
+}
+
+func post(ctx context.Context, hc *http.Client, addr, path string, in, out any) error {
+	if addr != "" {
+		baseAddr = addr
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+baseAddr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return fmt.Errorf("%s: %s", resp.Status, b.String())
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// runAll calls fn for every agent, par at a time.
+func runAll(_ context.Context, agents []*agent, par int, fn func(*agent)) {
+	var wg sync.WaitGroup
+	ch := make(chan *agent)
+	for range par {
+		wg.Go(func() {
+			for a := range ch {
+				fn(a)
+			}
+		})
+	}
+	for _, a := range agents {
+		ch <- a
+	}
+	close(ch)
+	wg.Wait()
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
