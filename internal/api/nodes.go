@@ -40,9 +40,14 @@ func certnameParam(r *http.Request) (string, error) {
 	return name, nil
 }
 
-// getNode loads a node or answers 404 naming it.
-func (s *Server) getNode(ctx context.Context, name string) (muster.Node, error) {
-	n, err := s.store.GetNode(ctx, name)
+// pathNode loads the node the request's path names: 400 for an invalid
+// certname, 404 naming it when there is no such node.
+func (s *Server) pathNode(r *http.Request) (muster.Node, error) {
+	name, err := certnameParam(r)
+	if err != nil {
+		return muster.Node{}, err
+	}
+	n, err := s.store.GetNode(r.Context(), name)
 	if errors.Is(err, muster.ErrNotFound) {
 		return n, notFound("no node %q", name)
 	}
@@ -111,11 +116,7 @@ func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, _ muste
 }
 
 func (s *Server) handleGetNode(w http.ResponseWriter, r *http.Request, _ muster.Token) error {
-	name, err := certnameParam(r)
-	if err != nil {
-		return err
-	}
-	n, err := s.getNode(r.Context(), name)
+	n, err := s.pathNode(r)
 	if err != nil {
 		return err
 	}
@@ -129,14 +130,11 @@ func (s *Server) handleSignNode(w http.ResponseWriter, r *http.Request, who must
 	if s.cfg.CA == nil {
 		return errNoCA()
 	}
-	name, err := certnameParam(r)
+	n, err := s.pathNode(r)
 	if err != nil {
 		return err
 	}
-	n, err := s.getNode(r.Context(), name)
-	if err != nil {
-		return err
-	}
+	name := n.Certname
 	switch n.State {
 	case muster.NodePending:
 	case muster.NodeRevoked:
@@ -176,14 +174,11 @@ func (s *Server) handleSignNode(w http.ResponseWriter, r *http.Request, who must
 // handleRevokeNode revokes a node's certificate, or refuses a pending
 // node's request.
 func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, who muster.Token) error {
-	name, err := certnameParam(r)
+	n, err := s.pathNode(r)
 	if err != nil {
 		return err
 	}
-	n, err := s.getNode(r.Context(), name)
-	if err != nil {
-		return err
-	}
+	name := n.Certname
 	if n.State == muster.NodeRevoked {
 		return conflict("node %s is revoked already", name)
 	}
@@ -202,14 +197,11 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, who mu
 // handleRunNode queues a pull run of one signed node, at the front of the
 // queue.
 func (s *Server) handleRunNode(w http.ResponseWriter, r *http.Request, who muster.Token) error {
-	name, err := certnameParam(r)
+	n, err := s.pathNode(r)
 	if err != nil {
 		return err
 	}
-	n, err := s.getNode(r.Context(), name)
-	if err != nil {
-		return err
-	}
+	name := n.Certname
 	switch n.State {
 	case muster.NodeSigned:
 	case muster.NodePending:
