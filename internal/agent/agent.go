@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,7 +213,7 @@ func (a *Agent) rewatch(ctx context.Context, wg *sync.WaitGroup, server []string
 	paths := append(append([]string{}, server...), a.cfg.ExtraWatch...)
 	a.watchMu.Lock()
 	defer a.watchMu.Unlock()
-	if a.watched != nil && equal(a.watched, paths) {
+	if a.watched != nil && slices.Equal(a.watched, paths) {
 		return
 	}
 	a.watched = paths
@@ -240,16 +241,4 @@ func (a *Agent) rewatch(ctx context.Context, wg *sync.WaitGroup, server []string
 			a.log.Warn("not watching files", "err", err)
 		}
 	})
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

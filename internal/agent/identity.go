@@ -74,7 +74,7 @@ func (a *Agent) useCert(der []byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.path(certFile), err)
 	}
-	name, err := certnameOf(tc.Leaf)
+	name, err := pki.Certname(tc.Leaf)
 	if err != nil {
 		return err
 	}
@@ -93,16 +93,6 @@ func (a *Agent) useCert(der []byte) error {
 	}
 	a.client = newClient(a.cfg.Server, cfg)
 	return nil
-}
-
-func certnameOf(c *x509.Certificate) (string, error) {
-	if c == nil {
-		return "", errors.New("certificate has no leaf")
-	}
-	if len(c.DNSNames) == 1 {
-		return c.DNSNames[0], nil
-	}
-	return c.Subject.CommonName, nil
 }
 
 // firstContact learns the server's CA certificate: the one its agent

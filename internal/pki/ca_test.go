@@ -227,8 +227,8 @@ func TestSign(t *testing.T) {
 			if c.Subject.CommonName != name || !slices.Equal(c.DNSNames, []string{name}) || len(c.IPAddresses)+len(c.URIs)+len(c.EmailAddresses) != 0 {
 				t.Errorf("names: CN %q, DNS %q, IPs %v, URIs %v", c.Subject.CommonName, c.DNSNames, c.IPAddresses, c.URIs)
 			}
-			if got, err := certnameOf(c); got != name || err != nil {
-				t.Errorf("certnameOf = %q, %v", got, err)
+			if got, err := Certname(c); got != name || err != nil {
+				t.Errorf("Certname = %q, %v", got, err)
 			}
 			if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) || c.IsCA {
 				t.Errorf("ExtKeyUsage %v, IsCA %v: want client auth only", c.ExtKeyUsage, c.IsCA)

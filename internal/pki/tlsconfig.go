@@ -65,7 +65,7 @@ func (ca *CA) serverTLSConfig(serverCert tls.Certificate, isRevoked func(*big.In
 				return errors.New("client certificate not verified")
 			}
 			leaf := cs.VerifiedChains[0][0]
-			name, err := certnameOf(leaf)
+			name, err := Certname(leaf)
 			if err != nil {
 				return err
 			}
@@ -89,12 +89,12 @@ func PeerCertname(cs tls.ConnectionState) (string, error) {
 		}
 		return "", errors.New("the peer's certificate was not verified")
 	}
-	return certnameOf(cs.VerifiedChains[0][0])
+	return Certname(cs.VerifiedChains[0][0])
 }
 
-// certnameOf returns the identity an agent certificate carries: one DNS
+// Certname returns the identity an agent certificate carries: one DNS
 // name, a valid certname, equal to the common name, and no other name.
-func certnameOf(c *x509.Certificate) (string, error) {
+func Certname(c *x509.Certificate) (string, error) {
 	cn := c.Subject.CommonName
 	if len(c.DNSNames) != 1 || len(c.IPAddresses) > 0 || len(c.EmailAddresses) > 0 || len(c.URIs) > 0 {
 		return "", fmt.Errorf("certificate %q (serial %s): an agent certificate carries exactly one name, its certname", clip(cn), FormatSerial(c.SerialNumber))
