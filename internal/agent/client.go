@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -48,11 +49,27 @@ func (c *client) post(ctx context.Context, path string, in, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
+		se := &statusError{status: resp.StatusCode, msg: resp.Status}
 		var e checkin.ErrorResponse
 		if checkin.Decode(resp.Body, &e) == nil && e.Message != "" {
-			return fmt.Errorf("server answered %d %s: %s", resp.StatusCode, e.Code, e.Message)
+			se.msg = fmt.Sprintf("%d %s: %s", resp.StatusCode, e.Code, e.Message)
 		}
-		return fmt.Errorf("server answered %s", resp.Status)
+		return se
 	}
 	return checkin.Decode(resp.Body, out)
+}
+
+// statusError is an error answer from the server.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return "server answered " + e.msg }
+
+// refused reports whether err is the server refusing the request itself
+// (a 4xx answer), which sending it again would not change.
+func refused(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.status >= 400 && se.status < 500
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -219,7 +218,7 @@ func (a *Agent) flushSpool(ctx context.Context) {
 		err = a.currentClient().post(sctx, checkin.PathReport, rep, &resp)
 		cancel()
 		if err != nil {
-			if !strings.Contains(err.Error(), "answered 4") {
+			if !refused(err) {
 				a.log.Warn("report not sent; it stays in the spool", "run", rep.RunID, "err", err)
 				return
 			}
