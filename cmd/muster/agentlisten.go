@@ -41,7 +41,7 @@ func startAgentListener(ctx context.Context, wg *sync.WaitGroup, addr string, ca
 	}
 	sched := pull.New(p.Pull, pull.Options{})
 	cins, err := checkins.New(checkins.Config{Store: store, CA: ca, Scheduler: sched, Events: hub, Logger: log,
-		Groups: func(certname string) []string { return groupsOf(live.Current(), certname) }})
+		Groups: newGroupIndex(live).of})
 	if err != nil {
 		return nil, err
 	}
@@ -100,20 +100,33 @@ func (al *agentListener) close(ctx context.Context) {
 	}
 }
 
-// groupsOf lists the inventory groups holding the node, for pull.yaml's
-// group matches.
-func groupsOf(p *project.Project, certname string) []string {
-	var out []string
-	for _, g := range p.Inventory.GroupNames() {
-		ts, _ := p.Inventory.Group(g)
-		for _, t := range ts {
-			if t.Name == certname {
-				out = append(out, g)
-				break
+// groupIndex answers which inventory groups hold a node, for pull.yaml's
+// group matches. It is asked on every check-in, so it maps every target to
+// its groups once per loaded project instead of walking the inventory.
+type groupIndex struct {
+	live  *project.Live
+	mu    sync.Mutex
+	built *project.Project
+	m     map[string][]string
+}
+
+func newGroupIndex(live *project.Live) *groupIndex { return &groupIndex{live: live} }
+
+func (g *groupIndex) of(certname string) []string {
+	p := g.live.Current()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.built != p {
+		g.m = map[string][]string{}
+		for _, name := range p.Inventory.GroupNames() {
+			ts, _ := p.Inventory.Group(name)
+			for _, t := range ts {
+				g.m[t.Name] = append(g.m[t.Name], name)
 			}
 		}
+		g.built = p
 	}
-	return out
+	return g.m[certname]
 }
 
 // live is what this server knows of a node beyond the store: when it last
