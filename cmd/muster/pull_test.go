@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,11 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,56 +56,11 @@ func agentsOf(t *testing.T, dir string, args ...string) (*serverProc, string, st
 	return srv, m[1], m[2]
 }
 
-// agentProc is a `muster agent` running as its own process.
-type agentProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-	exit error
-}
-
-func (p *agentProc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-func startAgent(t *testing.T, args ...string) *agentProc {
+// startAgent starts a `muster agent` process with long polls of 5
+// minutes: a watched file's change or a run asked for must cut them short.
+func startAgent(t *testing.T, args ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"agent", "--wait", "5m"}, args...)...) // long polls: changes must cut them short
-	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.exit = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("agent log (%v):\n%s", args, p.Log())
-		}
-	})
-	return p
+	return startChild(t, "agent", true, nil, append([]string{"agent", "--wait", "5m"}, args...)...)
 }
 
 func runsIn(t *testing.T, logFile, node string) int {

@@ -28,17 +28,77 @@ import (
 	"github.com/muster-run/muster/internal/api"
 )
 
-// serverProc is a 'muster server' child process (this test binary run as
-// main), listening on a random loopback port.
+// child is this test binary run as main in a process of its own ('muster
+// server', 'muster agent'), with its stderr kept for Log.
+type child struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan struct{}
+	exit error
+}
+
+// startChild starts `muster args...`, calling onLine (if set) with each
+// line of its stderr. When the test ends the child gets SIGTERM when
+// graceful (SIGKILL after 30 s), else SIGKILL at once, and its log is
+// shown if the test failed.
+func startChild(t *testing.T, name string, graceful bool, onLine func(string), args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.log.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+			if onLine != nil {
+				onLine(sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		c.exit = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		if graceful {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-c.done:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		_ = cmd.Process.Kill()
+		<-c.done
+		if t.Failed() {
+			t.Logf("%s log (%v):\n%s", name, args, c.Log())
+		}
+	})
+	return c
+}
+
+// Log is what the child wrote to stderr so far.
+func (c *child) Log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.log.String()
+}
+
+// serverProc is a 'muster server' child process, listening on a random
+// loopback port.
 type serverProc struct {
+	*child
 	t       *testing.T
-	cmd     *exec.Cmd
 	url     string
 	dataDir string
-	mu      sync.Mutex
-	log     strings.Builder
-	done    chan struct{}
-	exit    error
 }
 
 var apiLine = regexp.MustCompile(`msg="muster server started".* api=(\S+)`)
@@ -50,38 +110,13 @@ func startServer(t *testing.T, dir, dataDir string, args ...string) *serverProc 
 	// server allows only when told to; a test that checks the refusal
 	// passes --allow-local-targets=false, which comes later and wins.
 	argv := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--project", dir, "--allow-local-targets"}, args...)
-	cmd := exec.Command(os.Args[0], argv...)
-	cmd.Env = append(os.Environ(), "MUSTER_TEST_AS_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &serverProc{t: t, cmd: cmd, dataDir: dataDir, done: make(chan struct{})}
 	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
+	c := startChild(t, "server", false, func(line string) {
+		if m := apiLine.FindStringSubmatch(line); m != nil {
+			urls <- m[1]
 		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.exit = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("server log:\n%s", p.Log())
-		}
-	})
+	}, argv...)
+	p := &serverProc{child: c, t: t, dataDir: dataDir}
 	select {
 	case p.url = <-urls:
 	case <-p.done:
@@ -90,12 +125,6 @@ func startServer(t *testing.T, dir, dataDir string, args ...string) *serverProc 
 		t.Fatalf("server did not start:\n%s", p.Log())
 	}
 	return p
-}
-
-func (p *serverProc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
 }
 
 // client returns an API client with the server's admin token.
