@@ -138,8 +138,6 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		scheme = "https"
 	}
 	log.Info("project loaded", live.Current().Summary()...)
-	log.Info("muster server started", "version", muster.Version, "api", scheme+"://"+ln.Addr().String(), "store", desc,
-		"slots", f.slots, "max_running", f.maxRunning, "allow_local_targets", f.allowLocal)
 
 	var wg sync.WaitGroup
 	if f.agentListen != "" {
@@ -147,13 +145,17 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 			return err
 		}
 	}
+	// The project watch is in place before the server says it started: an
+	// edit made after that is seen.
+	(&reloader{live: live, transports: runner.Transports, log: log, onReload: agents.reload}).watch(ctx, &wg, f.watchProject)
+	log.Info("muster server started", "version", muster.Version, "api", scheme+"://"+ln.Addr().String(), "store", desc,
+		"slots", f.slots, "max_running", f.maxRunning, "allow_local_targets", f.allowLocal)
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
 		}
 	})
-	(&reloader{live: live, transports: runner.Transports, log: log, onReload: agents.reload}).watch(ctx, &wg, f.watchProject)
 	wg.Go(func() { eng.Linger.Run(ctx) })
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()

@@ -46,7 +46,8 @@ func (r *reloader) reload(why string) {
 }
 
 // watch reloads on SIGHUP and, when files is true, on changes to the
-// project's files, until ctx ends. wg owns its goroutines.
+// project's files, until ctx ends; it returns once the file watch is in
+// place (or has failed to start). wg owns its goroutines.
 func (r *reloader) watch(ctx context.Context, wg *sync.WaitGroup, files bool) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -66,11 +67,19 @@ func (r *reloader) watch(ctx context.Context, wg *sync.WaitGroup, files bool) {
 	}
 	var spec filewatch.Spec
 	spec.Files, spec.Trees = r.live.Options().Watched()
+	ready := make(chan struct{})
+	spec.Ready = func() { close(ready) }
+	failed := make(chan struct{})
 	wg.Go(func() {
 		err := filewatch.Run(ctx, spec, func() { r.reload("files changed") },
 			func(err error) { r.log.Warn("watching the project's files", "err", err) })
 		if err != nil {
 			r.log.Warn("not watching the project's files (SIGHUP still reloads)", "err", err)
+			close(failed)
 		}
 	})
+	select {
+	case <-ready:
+	case <-failed:
+	}
 }

@@ -33,6 +33,9 @@ type Spec struct {
 	// Debounce is how long the files must stay quiet before the callback
 	// runs. Default 300ms.
 	Debounce time.Duration
+	// Ready, when set, is called once the watches are in place: a change
+	// made after it returns is seen.
+	Ready func()
 }
 
 // Run watches until ctx ends, calling changed once after each burst of
@@ -69,6 +72,9 @@ func RunPaths(ctx context.Context, s Spec, changed func(paths []string), warn fu
 	}
 	for _, root := range m.trees {
 		addTree(root, add)
+	}
+	if s.Ready != nil {
+		s.Ready()
 	}
 
 	timer := time.NewTimer(time.Hour)
