@@ -2,6 +2,7 @@ package muster
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -114,16 +115,66 @@ type Nodes interface {
 	// ClaimNodeRun is an agent's claim: in one transaction it moves the
 	// node's best ready pull run (pending, or scheduled or retrying with
 	// RunAt passed; bumped, then priority, then oldest RunAt, as ClaimRuns
-	// orders) to running under a lease of leaseTTL held by owner (the
+	// orders) to running under a lease of c.LeaseTTL held by c.Owner (the
 	// server passes "agent:<certname>"), and notes it as the node's last
-	// run (NoteNodeRun) at now. It returns false, and changes nothing, when
-	// the node has no ready pull run or already has a running run of any
-	// kind: a node runs one run at a time. The node must be signed (else
-	// ErrNotFound for an unknown one, ErrInvalid for another state).
+	// run (NoteNodeRun) at c.Now. It returns false, and changes nothing,
+	// when the node has no ready pull run or already has a running run of
+	// any kind: a node runs one run at a time. The node must be signed
+	// (else ErrNotFound for an unknown one, ErrInvalid for another state).
+	//
+	// With c.Backend set, the run is recorded as running on that backend,
+	// and the claim is refused with ErrBackendFull, changing nothing, when
+	// the backend's limits (c.Limit) are reached counting every server on
+	// the database: the limits hold across servers.
 	//
 	// The run is then held like any claimed run: the agent's report ends
 	// it with WorkQueue.CompleteRuns (Server: owner, its Attempt),
 	// WorkQueue.Heartbeat(owner) extends the lease, and
 	// Rescuer.RescueExpired takes it back if the lease expires.
-	ClaimNodeRun(ctx context.Context, certname, owner string, leaseTTL time.Duration, now time.Time) (Run, bool, error)
+	ClaimNodeRun(ctx context.Context, c NodeClaim) (Run, bool, error)
+	// BackendLoad returns the number of running pull runs on each backend,
+	// over every server on the database (backends with none are absent).
+	BackendLoad(ctx context.Context) (map[string]int, error)
+}
+
+// NodeClaim is an agent's claim of its node's next pull run.
+type NodeClaim struct {
+	Certname string
+	Owner    string
+	LeaseTTL time.Duration
+	// Now is the claim's time; zero means the store's clock.
+	Now time.Time
+	// Backend, when set, is the backend the run will use: recorded on the
+	// run, and admitted only within Limit.
+	Backend string
+	Limit   BackendLimit
+}
+
+// BackendLimit is a backend's capacity, shared by every server on the
+// database.
+type BackendLimit struct {
+	// MaxRunning is the most runs running on the backend at once; 0 means
+	// no limit.
+	MaxRunning int
+	// Rate is the most run starts per second (a token bucket of Burst
+	// tokens); 0 means no limit.
+	Rate  float64
+	Burst float64
+}
+
+// ErrBackendFull is ClaimNodeRun's refusal when the run's backend has no
+// room: its running runs or its start rate reached their limit.
+var ErrBackendFull = errors.New("backend full")
+
+// NodeSignals is implemented by a Store that several servers share
+// (PostgreSQL): a node asked to act (muster node run, a pull job) may hold
+// its check-in open on another server, which hears of it through the
+// database.
+type NodeSignals interface {
+	// SignalNodes tells every server on the database, this one included,
+	// that these nodes have something to look at.
+	SignalNodes(ctx context.Context, certnames ...string) error
+	// OnNodeSignal sets the function that receives the signalled
+	// certnames (from any server). Set it once, before signals matter.
+	OnNodeSignal(func(certnames []string))
 }

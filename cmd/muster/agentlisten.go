@@ -76,6 +76,7 @@ func startAgentListener(ctx context.Context, wg *sync.WaitGroup, addr string, ca
 		sched.Register(time.Now(), names...)
 	}
 	wg.Go(func() { probeBackends(ctx, live, sched, log) })
+	wg.Go(func() { cins.SyncLoad(ctx, loadSyncInterval) })
 	wg.Go(func() {
 		if err := srv.Serve(tls.NewListener(ln, tlsCfg)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("agent listener failed", "err", err)
@@ -138,6 +139,10 @@ func (al *agentListener) live(certname string) (api.NodeLive, bool) {
 	last, next, ok := al.cins.Seen(certname)
 	return api.NodeLive{LastCheckIn: last, NextCheckIn: next}, ok
 }
+
+// loadSyncInterval is how often the scheduler's count of runs per backend
+// is corrected from the database (which holds every server's runs).
+const loadSyncInterval = 2 * time.Second
 
 // probeInterval is how often the backends' health probes run.
 const probeInterval = 5 * time.Second

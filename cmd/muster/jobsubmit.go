@@ -26,6 +26,7 @@ type submitFlags struct {
 	watch         bool
 	stream        bool
 	concurrency   int
+	pull          bool
 }
 
 func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
@@ -34,7 +35,8 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		{
 			Use: "command COMMAND -t TARGETS", Short: "Queue a shell command",
 			Example: `  muster job submit command 'systemctl restart nginx' -t web --run-as root --retries 2
-  muster job submit command 'puppet agent -t' -t all --continuous --timeout 30m`,
+  muster job submit command 'puppet agent -t' -t all --continuous --timeout 30m
+  muster job submit command 'puppet agent -t --noop' -t 'web*.example.com' --pull --watch`,
 			Args: exactArgs(1, "one COMMAND (quote it)"),
 			RunE: func(c *cobra.Command, args []string) error {
 				line, err := a.commandText(args[0])
@@ -101,6 +103,10 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		fl.BoolVar(&sf.stream, "stream", true, "with --watch, print output live, each line prefixed with its target (--stream=false: each target's output under its result)")
 		fl.StringVar(&a.flags.runAs, "run-as", "", "run as this user through sudo on the targets")
 		fl.BoolVar(&a.flags.sudoPasswordPrompt, "sudo-password-prompt", false, "ask for the sudo password (or set MUSTER_SUDO_PASSWORD); it is sealed before it is stored")
+		if k.Name() == "command" {
+			fl.BoolVar(&sf.pull, "pull", false, "hand the command to the targets' own agents (signed nodes, by certname glob or inventory group) "+
+				"instead of running it over SSH: each agent runs it at once through its held check-in")
+		}
 		if k.Name() == "command" || k.Name() == "script" {
 			fl.StringArrayVar(&a.flags.envVars, "env-var", nil, "environment variable K=V for the command (repeatable)")
 		}
@@ -181,6 +187,9 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		return err
 	}
 	spec.Env, spec.RunAs = env, a.flags.runAs
+	if sf.pull && (spec.RunAs != "" || a.flags.sudoPasswordPrompt) {
+		return usagef("--pull: the agents run the command as their own user; --run-as and --sudo-password-prompt do not apply")
+	}
 	pw, err := a.flags.sudoPassword()
 	if err != nil {
 		return err
@@ -198,7 +207,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	req := api.SubmitRequest{
 		Kind: kind, Targets: api.Targets{Spec: strings.Join(specs, ",")}, Spec: spec,
 		Priority: sf.priority, RunAt: runAt, Every: api.Duration(sf.every), Continuous: sf.continuous,
-		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy,
+		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy, Pull: sf.pull,
 	}
 	res, err := cl.Submit(c.Context(), req)
 	if err != nil {
@@ -208,6 +217,9 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		return a.printJSON(res)
 	}
 	msg := fmt.Sprintf("Job %d queued: %s %q on %d target(s)", res.Job.ID, kind, res.Job.Object, res.Job.TargetCount)
+	if sf.pull {
+		msg = fmt.Sprintf("Job %d queued: %s %q for the agents of %d node(s)", res.Job.ID, kind, res.Job.Object, res.Job.TargetCount)
+	}
 	if n := len(res.Coalesced); n > 0 {
 		msg += fmt.Sprintf(", %d merged into runs already waiting", n)
 	}

@@ -47,7 +47,13 @@ runs:
 // listener's address and the CA fingerprint.
 func agentsOf(t *testing.T, dir string, args ...string) (*serverProc, string, string) {
 	t.Helper()
-	srv := startServer(t, dir, t.TempDir(), append([]string{"--agent-listen", "127.0.0.1:0"}, args...)...)
+	return agentsIn(t, dir, t.TempDir(), args...)
+}
+
+// agentsIn is agentsOf with the server's data directory.
+func agentsIn(t *testing.T, dir, data string, args ...string) (*serverProc, string, string) {
+	t.Helper()
+	srv := startServer(t, dir, data, append([]string{"--agent-listen", "127.0.0.1:0"}, args...)...)
 	var m []string
 	eventually(t, "the agent listener starts", func() bool {
 		m = agentsLine.FindStringSubmatch(srv.Log())

@@ -97,8 +97,23 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 
 	hub := events.New()       // the dispatcher publishes what it stores; event streams follow
 	var agents *agentListener // with --agent-listen, started below
+	var signalNodes func(context.Context, ...string) error
+	if ns, ok := store.(muster.NodeSignals); ok {
+		// Several servers share this database: a node asked to act here
+		// may hold its check-in on another, which hears it through the
+		// database; so does this one.
+		ns.OnNodeSignal(func(names []string) {
+			if names == nil {
+				hub.PublishAllNodes()
+				return
+			}
+			hub.PublishNode(names...)
+		})
+		signalNodes = ns.SignalNodes
+	}
 	apiSrv, err := api.NewServer(api.Config{
 		Store: store, Resolve: eng.Resolve, Prepare: eng.Prepare, Sealer: box, Logger: log, Events: hub,
+		SignalNodes:      signalNodes,
 		MaxTargetsPerJob: f.maxTargets, MaxJobsPerMinute: f.maxJobsPerMinute,
 		Inventory: func() string { return live.Current().InventoryFile },
 		CA:        ca,

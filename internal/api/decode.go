@@ -36,7 +36,7 @@ func fieldErr(field, format string, args ...any) *FieldError {
 // submitFields are the fields a SubmitRequest accepts, matched exactly.
 var submitFields = map[string]bool{
 	"kind": true, "targets": true, "spec": true, "priority": true, "run_at": true, "every": true,
-	"continuous": true, "retries": true, "timeout": true, "on_lease_expiry": true,
+	"continuous": true, "retries": true, "timeout": true, "on_lease_expiry": true, "pull": true,
 }
 
 // DecodeSubmit reads a SubmitRequest strictly: one JSON object, field
@@ -153,6 +153,8 @@ func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error 
 		return unmarshalField(k, raw, &req.Retries)
 	case "continuous":
 		return unmarshalField(k, raw, &req.Continuous)
+	case "pull":
+		return unmarshalField(k, raw, &req.Pull)
 	case "on_lease_expiry":
 		var s string
 		if err := unmarshalField(k, raw, &s); err != nil {
@@ -330,6 +332,14 @@ func (req *SubmitRequest) Validate() error {
 	}
 	if err := req.Spec.Validate(req.Kind); err != nil {
 		return fieldErr("spec", "%v", err)
+	}
+	if req.Pull {
+		switch {
+		case req.Kind != muster.JobCommand:
+			return fieldErr("pull", "only a command job can be pulled: the nodes' agents run commands (not %s jobs)", req.Kind)
+		case req.Spec.RunAs != "" || len(req.Spec.Secrets) > 0:
+			return fieldErr("pull", "a pulled command runs as the agent's user: run_as and sudo passwords do not apply")
+		}
 	}
 	switch {
 	case req.Retries < 0 || req.Retries > maxRetries:

@@ -190,12 +190,16 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 	if err := req.Validate(); err != nil {
 		return err
 	}
-	nodes, err := s.resolveTargets(r.Context(), who, req.Targets)
+	resolve, kind := s.resolveTargets, req.Kind
+	if req.Pull {
+		resolve, kind = s.resolveSignedNodes, muster.JobPull
+	}
+	nodes, err := resolve(r.Context(), who, req.Targets)
 	if err != nil {
 		return err
 	}
 	spec := req.Spec
-	if s.cfg.Prepare != nil {
+	if s.cfg.Prepare != nil && !req.Pull {
 		if err := s.cfg.Prepare(r.Context(), who, req.Kind, &spec); err != nil {
 			var fe *FieldError
 			switch {
@@ -225,7 +229,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 		return fmt.Errorf("encoding the spec: %w", err)
 	}
 	job := muster.Job{
-		Kind: req.Kind, Spec: raw, Targets: nodes, Priority: req.Priority, RunAt: req.RunAt,
+		Kind: kind, Spec: raw, Targets: nodes, Priority: req.Priority, RunAt: req.RunAt,
 		Every: time.Duration(req.Every), Continuous: req.Continuous, MaxRetries: req.Retries,
 		Timeout: time.Duration(req.Timeout), OnLeaseExpiry: req.OnLeaseExpiry, CreatedBy: who.Name,
 	}
@@ -254,6 +258,9 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 		out.Coalesced = []string{}
 	}
 	s.publish(j.ID)
+	if req.Pull {
+		s.publishNodes(r.Context(), nodes...)
+	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/jobs/%d", j.ID))
 	writeJSON(w, http.StatusCreated, out)
 	return nil

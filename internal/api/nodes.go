@@ -164,7 +164,7 @@ func (s *Server) handleSignNode(w http.ResponseWriter, r *http.Request, who must
 	case err != nil:
 		return err
 	}
-	s.publishNodes(name)
+	s.publishNodes(r.Context(), name)
 	s.audit(r, who, "node.sign", "node/"+name, map[string]any{"certname": name, "serial": signed.Serial,
 		"expires": signed.CertExpires, "request_fingerprint": pki.FingerprintOf(n.CSR)})
 	writeJSON(w, http.StatusOK, s.nodeView(signed, true))
@@ -188,7 +188,7 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, who mu
 	} else if err != nil {
 		return err
 	}
-	s.publishNodes(name)
+	s.publishNodes(r.Context(), name)
 	s.audit(r, who, "node.revoke", "node/"+name, map[string]any{"certname": name, "was": n.State, "serial": n.Serial})
 	writeJSON(w, http.StatusOK, s.nodeView(rev, false))
 	return nil
@@ -378,7 +378,7 @@ func (s *Server) runNow(ctx context.Context, who muster.Token, nodes []string) (
 		s.log.Error("bumping a run-now job", "job", res.Job.ID, "err", err)
 	}
 	s.publish(res.Job.ID)
-	s.publishNodes(nodes...)
+	s.publishNodes(ctx, nodes...)
 	j := res.Job
 	if got, err := s.store.GetJob(ctx, j.ID); err == nil {
 		j = got

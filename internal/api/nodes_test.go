@@ -304,7 +304,7 @@ func TestRunNodeNow(t *testing.T) {
 	if runs, err := e.store.ClaimRuns(e.ctx, muster.ClaimParams{Server: "s", Limit: 10, LeaseTTL: time.Minute}); err != nil || len(runs) != 0 {
 		t.Fatalf("a server claimed pull runs: %v %v", runs, err)
 	}
-	run, ok, err := e.store.ClaimNodeRun(e.ctx, n.Certname, "agent:"+n.Certname, time.Minute, time.Now())
+	run, ok, err := e.store.ClaimNodeRun(e.ctx, muster.NodeClaim{Certname: n.Certname, Owner: "agent:" + n.Certname, LeaseTTL: time.Minute, Now: time.Now()})
 	if err != nil || !ok || run.ID != out.Runs[n.Certname] || run.Kind != muster.JobPull {
 		t.Fatalf("the agent claimed %+v %v %v, want run %d (not the older job %d's)", run, ok, err,
 			out.Runs[n.Certname], older.Job.ID)

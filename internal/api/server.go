@@ -84,6 +84,12 @@ type Config struct {
 	// output; the API publishes submits, cancels and bumps), so a stream
 	// reads the store when told rather than on a timer.
 	Events *events.Hub
+	// SignalNodes, when set, carries "these nodes have something to look
+	// at" (a run to claim, a certificate signed) to every server on a
+	// shared database (PostgreSQL's NOTIFY), where agents may hold their
+	// check-ins; each server's hub hears it back from its store. When nil,
+	// the hub is told directly.
+	SignalNodes func(ctx context.Context, certnames ...string) error
 	// EventInterval is how often an event stream reads the store without
 	// being told: every 250ms without a hub, every 2s with one (changes
 	// made by other servers on a shared database arrive this way).
@@ -447,10 +453,21 @@ func (s *Server) publish(job int64) {
 	}
 }
 
-// publishNodes tells the event hub, if any, that nodes changed (an agent
-// waiting on one then looks for its certificate or its runs).
-func (s *Server) publishNodes(names ...string) {
-	if s.cfg.Events != nil && len(names) > 0 {
+// publishNodes tells every server's event hub (SignalNodes), or this
+// one's, that nodes changed: an agent waiting on one then looks for its
+// certificate or its runs.
+func (s *Server) publishNodes(ctx context.Context, names ...string) {
+	if len(names) == 0 {
+		return
+	}
+	if s.cfg.SignalNodes != nil {
+		if err := s.cfg.SignalNodes(ctx, names...); err == nil {
+			return
+		} else {
+			s.log.Warn("signalling nodes through the database; only this server's agents hear it", "err", err)
+		}
+	}
+	if s.cfg.Events != nil {
 		s.cfg.Events.PublishNode(names...)
 	}
 }

@@ -100,6 +100,11 @@ type SubmitRequest struct {
 	Timeout Duration `json:"timeout,omitzero"`
 	// OnLeaseExpiry is "retry" (default) or "fail".
 	OnLeaseExpiry muster.LeasePolicy `json:"on_lease_expiry,omitzero"`
+	// Pull hands a command job to the targets' own agents (signed nodes,
+	// matched by certname glob or inventory group) instead of running it
+	// over SSH: each node's agent claims its run on its next check-in, and
+	// a check-in held open hears of it at once.
+	Pull bool `json:"pull,omitzero"`
 }
 
 // SubmitResponse answers a submission (201).

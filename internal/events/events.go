@@ -149,6 +149,21 @@ func (h *Hub) PublishNode(names ...string) {
 	}
 }
 
+// PublishAllNodes tells every node subscriber that its node may have
+// changed (after news of nodes may have been missed). It never blocks.
+func (h *Hub) PublishAllNodes() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, subs := range h.nodes {
+		for s := range subs {
+			s.signal()
+		}
+	}
+	for s := range h.allNodes {
+		s.signal()
+	}
+}
+
 func (s *Subscription) signal() {
 	select {
 	case s.c <- struct{}{}:

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/muster-run/muster"
 )
 
 // Reasons a Decision gives.
@@ -71,6 +73,9 @@ type Decision struct {
 	// RetryAfter is set when a due run was refused for capacity: the
 	// random wait until NextCheckIn ("later").
 	RetryAfter time.Duration
+	// Limit is Backend's capacity (when RunNow), for the store to enforce
+	// across every server on the database (muster.NodeClaim).
+	Limit muster.BackendLimit
 }
 
 // Options are a Scheduler's dependencies.
@@ -195,6 +200,35 @@ func (s *Scheduler) SetLoad(now time.Time, name string, running int) {
 	if b := s.find(name); b != nil {
 		b.inFlight = max(0, running)
 	}
+}
+
+// SetLoads corrects every backend's runs in flight from the store's count
+// over all servers (muster.Nodes.BackendLoad): a backend absent from load
+// has none. The server calls it every few seconds, so that its choice of
+// backend sees the runs other servers started.
+func (s *Scheduler) SetLoads(now time.Time, load map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(now)
+	for _, b := range append(s.backends, s.draining...) {
+		b.inFlight = load[b.cfg.Name]
+	}
+}
+
+// Refuse undoes a RunNow decision whose run the store refused because its
+// backend was full (another server took the last place), and returns how
+// long the node should wait before it checks in again.
+func (s *Scheduler) Refuse(now time.Time, backend string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(now)
+	if b := s.find(backend); b != nil {
+		b.inFlight = max(0, b.inFlight-1)
+	}
+	s.ctl.starts = max(0, s.ctl.starts-1)
+	s.stats.Admitted--
+	s.stats.Refused++
+	return s.retryAfter()
 }
 
 // Finish records that a run admitted on backend ended. Call it once per
@@ -367,7 +401,9 @@ func (s *Scheduler) Decide(c CheckIn) Decision {
 	tol := float64(time.Millisecond) / float64(s.ctl.interval)
 	due := pos+tol >= nd.nextDue
 	switch {
-	case d.Run == nil:
+	case d.Run == nil && !c.Force:
+		// (A forced run of a node without a runs entry is a pull job's
+		// command, or an operator's request that the server refuses.)
 		d.Reason, d.NextCheckIn = ReasonNoRun, now.Add(s.capWait(s.cfg.MaxCheckIn))
 		return d
 	case c.Running:
@@ -406,6 +442,7 @@ func (s *Scheduler) Decide(c CheckIn) Decision {
 	}
 	nd.nextDue = nextCrossing(pos+minGapCycles, phase)
 	d.RunNow, d.Reason, d.Backend = true, reason, b.cfg.Name
+	d.Limit = muster.BackendLimit{MaxRunning: b.cfg.MaxRunning, Rate: b.cfg.Rate, Burst: b.burst}
 	d.Env = s.env(c, d.Run, b.cfg.Name, reason)
 	d.NextCheckIn = now.Add(s.waitFor(nd.nextDue - pos))
 	return d
@@ -413,7 +450,10 @@ func (s *Scheduler) Decide(c CheckIn) Decision {
 
 // env builds a run's environment.
 func (s *Scheduler) env(c CheckIn, r *Run, backend, reason string) map[string]string {
-	env := maps.Clone(r.Env)
+	var env map[string]string
+	if r != nil {
+		env = maps.Clone(r.Env)
+	}
 	if env == nil {
 		env = map[string]string{}
 	}

@@ -117,12 +117,11 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 		return resp, nil
 	}
 	release := func() { s.cfg.Scheduler.Finish(now, d.Backend) }
-	if d.Run == nil {
-		release()
-		s.log.Warn("no pull run configured for this node (pull.yaml runs)", "certname", certname)
-		return resp, nil
-	}
 	if !waiting {
+		if d.Run == nil { // Decide does not run such a node unless forced
+			release()
+			return resp, nil
+		}
 		spec := muster.JobSpec{Command: d.Run.Command, SuccessCodes: d.Run.SuccessCodes, Env: d.Env}
 		raw, err := json.Marshal(spec)
 		if err != nil {
@@ -135,12 +134,24 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 			return resp, err
 		}
 	}
-	lease := d.Run.Timeout
+	timeout := time.Duration(0)
+	if d.Run != nil {
+		timeout = d.Run.Timeout
+	}
+	lease := timeout
 	if lease <= 0 {
 		lease = time.Hour
 	}
 	// A fresh clock: the run just queued is ready as of the store's now.
-	run, ok, err := s.cfg.Store.ClaimNodeRun(ctx, certname, owner(certname), lease+s.cfg.LeaseSlack, s.now())
+	run, ok, err := s.cfg.Store.ClaimNodeRun(ctx, muster.NodeClaim{Certname: certname, Owner: owner(certname),
+		LeaseTTL: lease + s.cfg.LeaseSlack, Now: s.now(), Backend: d.Backend, Limit: d.Limit})
+	if errors.Is(err, muster.ErrBackendFull) {
+		// Another server took the backend's last place since this one
+		// counted: the run waits for the node's next check-in.
+		resp.Next = now.Add(s.cfg.Scheduler.Refuse(now, d.Backend))
+		s.log.Debug("pull run refused: backend full across servers", "certname", certname, "err", err)
+		return resp, nil
+	}
 	if err != nil || !ok {
 		release()
 		return resp, err
@@ -151,7 +162,14 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 		return resp, fmt.Errorf("run %d: %w", run.ID, err)
 	}
 	command, codes := spec.Command, spec.SuccessCodes
+	if run.Timeout > 0 { // the job's own (a pulled command job's --timeout)
+		timeout = run.Timeout
+	}
 	if command == "" { // asked for by an operator: the configured run
+		if d.Run == nil {
+			release()
+			return resp, s.refuseUnconfigured(ctx, run)
+		}
 		command, codes = d.Run.Command, d.Run.SuccessCodes
 	}
 	if len(codes) == 0 {
@@ -171,13 +189,34 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 	s.out[run.ID] = handedOut{backend: d.Backend, codes: codes}
 	s.mu.Unlock()
 	resp.Run = &checkin.Run{RunID: run.ID, Attempt: run.Attempt, Command: command, SuccessCodes: codes, Env: env,
-		Timeout: d.Run.Timeout, Backend: d.Backend, LeaseExpires: run.LeaseExpires}
+		Timeout: timeout, Backend: d.Backend, LeaseExpires: run.LeaseExpires}
 	if err := s.cfg.Store.NoteNodeRun(ctx, certname, run.ID, now); err != nil {
 		s.log.Warn("recording the node's run", "certname", certname, "err", err)
 	}
 	s.publish(run.JobID)
 	s.log.Info("pull run handed out", "certname", certname, "run", run.ID, "reason", d.Reason, "backend", d.Backend)
 	return resp, nil
+}
+
+// refuseUnconfigured ends a run that an operator asked of a node that
+// pull.yaml gives nothing to run: failed, saying so, rather than left
+// waiting for ever.
+func (s *Server) refuseUnconfigured(ctx context.Context, run muster.Run) error {
+	e := muster.Errorf(muster.KindCommand, "no pull run is configured for node %s: add a runs entry matching it to pull.yaml, "+
+		"or give the job a command (muster job submit command CMD --pull)", run.Node)
+	res := muster.Result{Target: run.Node, Action: string(muster.JobPull), Object: "pull run", Error: e}
+	raw, err := res.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Store.CompleteRuns(ctx, []muster.CompleteParams{{RunID: run.ID, Server: owner(run.Node),
+		Attempt: run.Attempt, Outcome: muster.OutcomeFailed, Error: e.Kind + ": " + e.Msg, Result: raw}})
+	if err == nil {
+		err = out[0].Err
+	}
+	s.log.Warn("pull run refused: nothing configured for the node", "certname", run.Node, "run", run.ID)
+	s.publish(run.JobID)
+	return err
 }
 
 func (s *Server) publish(job int64) {

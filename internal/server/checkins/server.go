@@ -223,3 +223,27 @@ func (s *Server) noteSeen(certname string, now, next time.Time) {
 	}
 	s.mu.Unlock()
 }
+
+// SyncLoad sets the scheduler's runs in flight per backend from the
+// store's count over every server (Nodes.BackendLoad), now and every
+// `every` until ctx ends: a server choosing a backend sees the runs the
+// others started. (The store enforces the limits at each claim; this keeps
+// the choice of backend and the interval controller true.) It reads the
+// database only.
+func (s *Server) SyncLoad(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		load, err := s.cfg.Store.BackendLoad(ctx)
+		if err == nil {
+			s.cfg.Scheduler.SetLoads(s.now(), load)
+		} else if ctx.Err() == nil {
+			s.log.Warn("reading the backends' load", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

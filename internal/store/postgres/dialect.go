@@ -22,8 +22,16 @@ const queueLockKey int64 = 0x6d7573746572
 // outputLockKey serialises AppendOutput (migrateLockKey is queueLockKey+1).
 const outputLockKey int64 = queueLockKey + 2
 
-// channel is the LISTEN/NOTIFY channel on which servers announce work.
-const channel = "muster_work"
+// channel is the LISTEN/NOTIFY channel on which servers announce work;
+// nodeChannel the one on which they ask nodes to act (a payload of
+// newline-separated certnames).
+const (
+	channel     = "muster_work"
+	nodeChannel = "muster_nodes"
+)
+
+// channels are every channel a Store listens on.
+var channels = []string{channel, nodeChannel}
 
 var dialect = sqlstore.Dialect{
 	Rewrite:    sqlx,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Backoff between attempts to get the listener's connection back.
@@ -21,13 +22,14 @@ const (
 // Each listener reads it once, when it starts (tests shorten it).
 var listenCheck = 30 * time.Second
 
-// listener LISTENs on the work channel on its own connection and calls
-// signal for every notification. When the connection breaks it reconnects
-// with capped exponential backoff and calls signal once it listens again,
-// as work may have been announced while it was away.
+// listener LISTENs on the work and node channels on its own connection
+// and calls signal for every notification, with its channel and payload.
+// When the connection breaks it reconnects with capped exponential backoff
+// and calls signal once per channel with an empty payload when it listens
+// again, as anything may have been announced while it was away.
 type listener struct {
 	url    string
-	signal func()
+	signal func(channel, payload string)
 	check  time.Duration
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -41,7 +43,7 @@ type listener struct {
 // listen connects and LISTENs before it returns, so that no notification
 // sent after Open is missed, then keeps listening in a goroutine until
 // stop.
-func listen(ctx context.Context, url string, signal func()) (*listener, error) {
+func listen(ctx context.Context, url string, signal func(channel, payload string)) (*listener, error) {
 	conn, err := connectAndListen(ctx, url)
 	if err != nil {
 		return nil, err
@@ -60,9 +62,11 @@ func connectAndListen(ctx context.Context, url string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
-		closeConn(conn)
-		return nil, err
+	for _, ch := range channels {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			closeConn(conn)
+			return nil, err
+		}
 	}
 	return conn, nil
 }
@@ -89,8 +93,12 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(l.done)
 	wait := listenRetryMin
 	for {
-		for l.wait(ctx, conn) {
-			l.signal()
+		for {
+			n, ok := l.wait(ctx, conn)
+			if !ok {
+				break
+			}
+			l.signal(n.Channel, n.Payload)
 		}
 		closeConn(conn)
 		l.mu.Lock()
@@ -112,31 +120,33 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		wait = listenRetryMin
 		l.connected(conn)
-		l.signal()
+		for _, ch := range channels {
+			l.signal(ch, "")
+		}
 	}
 }
 
-// wait waits for a notification on conn and reports whether one came; it
-// reports false when the connection is lost or ctx ends. Every l.check
-// without a notification it pings the connection.
-func (l *listener) wait(ctx context.Context, conn *pgx.Conn) bool {
+// wait waits for a notification on conn and returns it; it reports false
+// when the connection is lost or ctx ends. Every l.check without a
+// notification it pings the connection.
+func (l *listener) wait(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, bool) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.check)
-		_, err := conn.WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err == nil {
-			return true
+			return n, true
 		}
 		// A timeout leaves the connection usable (pgx interrupts the read
 		// with a deadline); anything else is fatal to it.
 		if ctx.Err() != nil || conn.IsClosed() || !errors.Is(err, context.DeadlineExceeded) {
-			return false
+			return nil, false
 		}
 		pctx, cancel := context.WithTimeout(ctx, l.check)
 		err = conn.Ping(pctx)
 		cancel()
 		if err != nil {
-			return false
+			return nil, false
 		}
 	}
 }

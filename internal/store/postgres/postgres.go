@@ -20,6 +20,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/muster-run/muster"
@@ -29,7 +31,8 @@ import (
 // Store is a muster.Store on a PostgreSQL database.
 type Store struct {
 	*sqlstore.Store
-	l *listener
+	l      *listener
+	onNode atomic.Pointer[func([]string)]
 }
 
 // Store is every part of the queue's contract.
@@ -40,6 +43,8 @@ var (
 	_ muster.AuthStore = (*Store)(nil)
 	_ muster.Nodes     = (*Store)(nil)
 	_ muster.Store     = (*Store)(nil)
+
+	_ muster.NodeSignals = (*Store)(nil)
 )
 
 // Open connects to the database at url (postgres://... or a key=value DSN;
@@ -57,11 +62,55 @@ func Open(ctx context.Context, url string, opts ...muster.StoreOption) (*Store, 
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
 	s := &Store{Store: sqlstore.New(db, db, muster.NewStoreOptions(opts...), dialect)}
-	if s.l, err = listen(ctx, url, s.Signal); err != nil {
+	if s.l, err = listen(ctx, url, s.notified); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: listen for work notifications: %w", err)
 	}
 	return s, nil
+}
+
+// notified routes a notification from the listener: work wakes the
+// dispatcher (Wake), node names go to the OnNodeSignal function (an empty
+// payload, after the listener reconnected, means every node).
+func (s *Store) notified(ch, payload string) {
+	switch ch {
+	case channel:
+		s.Signal()
+	case nodeChannel:
+		if f := s.onNode.Load(); f != nil {
+			var names []string
+			if payload != "" {
+				names = strings.Split(payload, "\n")
+			}
+			(*f)(names)
+		}
+	}
+}
+
+// OnNodeSignal implements muster.NodeSignals. f gets nil, meaning every
+// node, after the listener lost and regained the database.
+func (s *Store) OnNodeSignal(f func(certnames []string)) { s.onNode.Store(&f) }
+
+// maxPayload keeps a node notification under PostgreSQL's 8000-byte
+// payload limit.
+const maxPayload = 7900
+
+// SignalNodes implements muster.NodeSignals: NOTIFY muster_nodes, the
+// certnames newline-separated, in as many notifications as their length
+// needs. Every server's listener, this one's included, hears them.
+func (s *Store) SignalNodes(ctx context.Context, certnames ...string) error {
+	for len(certnames) > 0 {
+		n, size := 0, 0
+		for n < len(certnames) && (n == 0 || size+len(certnames[n])+1 <= maxPayload) {
+			size += len(certnames[n]) + 1
+			n++
+		}
+		if _, err := s.W.ExecContext(ctx, `SELECT pg_notify($1, $2)`, nodeChannel, strings.Join(certnames[:n], "\n")); err != nil {
+			return fmt.Errorf("postgres: signalling nodes: %w", err)
+		}
+		certnames = certnames[n:]
+	}
+	return nil
 }
 
 // Close stops the notification listener, waiting for it, and closes the

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"testing"
 	"time"
 
@@ -117,5 +118,79 @@ func waitGone(t *testing.T, db *sql.DB, pid uint32) {
 			t.Fatalf("backend %d still connected after Close", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNodeSignalsAcrossStores checks that nodes signalled through one
+// store reach every store on the database (the signalling one too), in
+// chunks under the payload limit, and that a reconnected listener
+// signals every node (nil).
+func TestNodeSignalsAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	a := factory(t)(t).(*postgres.Store)
+	var path string
+	if err := a.DB().QueryRow(`SHOW search_path`).Scan(&path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := postgres.Open(ctx, pgtest.WithSearchPath(t, pgtest.URL(t), path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	hear := func(s *postgres.Store) chan []string {
+		c := make(chan []string, 100)
+		s.OnNodeSignal(func(names []string) { c <- names })
+		return c
+	}
+	ca, cb := hear(a), hear(b)
+	collect := func(c chan []string, n int) map[string]bool {
+		t.Helper()
+		got := map[string]bool{}
+		for len(got) < n {
+			select {
+			case names := <-c:
+				for _, name := range names {
+					got[name] = true
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("heard %d of %d signalled nodes", len(got), n)
+			}
+		}
+		return got
+	}
+	if err := a.SignalNodes(ctx, "web1.example.com", "web2.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []chan []string{ca, cb} {
+		if got := collect(c, 2); !got["web1.example.com"] || !got["web2.example.com"] {
+			t.Errorf("heard %v", got)
+		}
+	}
+	// More names than one notification holds.
+	var many []string
+	for i := range 1000 {
+		many = append(many, fmt.Sprintf("node-%04d.a-rather-long-domain-name.example.com", i))
+	}
+	if err := b.SignalNodes(ctx, many...); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(ca, len(many)); len(got) != len(many) {
+		t.Errorf("heard %d names, want %d", len(got), len(many))
+	}
+	// A listener that reconnects signals every node.
+	pid, _ := postgres.ListenerState(b)
+	if _, err := a.DB().ExecContext(ctx, `SELECT pg_terminate_backend($1)`, int64(pid)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case names := <-cb:
+			if names == nil {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the reconnected listener did not signal every node")
+		}
 	}
 }

@@ -29,10 +29,19 @@ const pullReady = `r.kind='pull' AND r.state IN ` + waiting + ` AND r.node=$1 AN
 // serialised, so one never makes a node busy between the other's check
 // that it is idle and its update (the unique index on running runs per
 // node would fail the later claim's statement).
-func (s *Store) ClaimNodeRun(ctx context.Context, certname, owner string, leaseTTL time.Duration, now time.Time) (muster.Run, bool, error) {
+//
+// With a backend, the claim also counts the runs running on it (through
+// runs_backend_running) and takes a token from its bucket in pull_backends,
+// under the same lock: the backend's limits hold across servers.
+func (s *Store) ClaimNodeRun(ctx context.Context, c muster.NodeClaim) (muster.Run, bool, error) {
+	certname, owner, leaseTTL, now := c.Certname, c.Owner, c.LeaseTTL, c.Now
 	if certname == "" || owner == "" || leaseTTL <= 0 {
 		return muster.Run{}, false, fmt.Errorf("%w: a node's claim needs a certname, an owner and a lease TTL (got %q, %q, %v)",
 			muster.ErrInvalid, certname, owner, leaseTTL)
+	}
+	if c.Limit.MaxRunning < 0 || c.Limit.Rate < 0 || c.Limit.Rate > 0 && c.Limit.Burst < 1 {
+		return muster.Run{}, false, fmt.Errorf("%w: backend %q: limits must be positive, with a burst of at least 1 for a rate (got %+v)",
+			muster.ErrInvalid, c.Backend, c.Limit)
 	}
 	if now.IsZero() {
 		now = s.Opt.Now()
@@ -74,9 +83,14 @@ func (s *Store) ClaimNodeRun(ctx context.Context, certname, owner string, leaseT
 		if busy > 0 {
 			return nil
 		}
+		if c.Backend != "" {
+			if err := s.admitOnBackend(ctx, tx, c.Backend, c.Limit, now); err != nil {
+				return err
+			}
+		}
 		run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET state='running', attempt=attempt+1, started_at=$2,
-			finished_at=0, lease_owner=$3, lease_expires_at=$4
-			WHERE id=$1 AND state IN `+waiting+` RETURNING `+runReturning, id, us(now), owner, us(now.Add(leaseTTL))))
+			finished_at=0, lease_owner=$3, lease_expires_at=$4, backend=$5
+			WHERE id=$1 AND state IN `+waiting+` RETURNING `+runReturning, id, us(now), owner, us(now.Add(leaseTTL)), c.Backend))
 		if err != nil {
 			return err
 		}
@@ -101,4 +115,62 @@ func (s *Store) ClaimNodeRun(ctx context.Context, certname, owner string, leaseT
 		return muster.Run{}, false, err
 	}
 	return run, ok, nil
+}
+
+// admitOnBackend checks, inside a claim's transaction (under the queue
+// lock), that backend has room for one more run, and takes a token from
+// its start-rate bucket; ErrBackendFull otherwise.
+func (s *Store) admitOnBackend(ctx context.Context, tx *Tx, backend string, lim muster.BackendLimit, now time.Time) error {
+	if lim.MaxRunning > 0 {
+		var running int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM runs WHERE backend=$1 AND state='running' AND backend <> ''`,
+			backend).Scan(&running); err != nil {
+			return err
+		}
+		if running >= lim.MaxRunning {
+			return fmt.Errorf("%w: %s has %d of %d runs running", muster.ErrBackendFull, backend, running, lim.MaxRunning)
+		}
+	}
+	if lim.Rate <= 0 {
+		return nil
+	}
+	tokens, at := lim.Burst, us(now)
+	var last int64
+	err := tx.QueryRowContext(ctx, `SELECT tokens, refilled_at FROM pull_backends WHERE name=$1`, backend).Scan(&tokens, &last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		tokens = lim.Burst
+	case err != nil:
+		return err
+	case at > last:
+		tokens = min(lim.Burst, tokens+float64(at-last)/1e6*lim.Rate)
+	default:
+		at = last // another server's clock is ahead: refill from there
+		tokens = min(lim.Burst, tokens)
+	}
+	if tokens < 1 {
+		return fmt.Errorf("%w: %s started its %g runs per second", muster.ErrBackendFull, backend, lim.Rate)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO pull_backends (name, tokens, refilled_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET tokens=excluded.tokens, refilled_at=excluded.refilled_at`, backend, tokens-1, at)
+	return err
+}
+
+// BackendLoad implements muster.Nodes.
+func (s *Store) BackendLoad(ctx context.Context) (map[string]int, error) {
+	rows, err := s.R.QueryContext(ctx, `SELECT backend, COUNT(*) FROM runs WHERE state='running' AND backend <> '' GROUP BY backend`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	load := map[string]int{}
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, err
+		}
+		load[name] = n
+	}
+	return load, rows.Err()
 }

@@ -32,7 +32,7 @@ func (e *env) pull(targets []string, mod func(*muster.Job)) muster.SubmitResult 
 // claimNode claims certname's next pull run and checks whether it got one.
 func (e *env) claimNode(certname string, want bool) muster.Run {
 	e.t.Helper()
-	r, ok, err := e.s.ClaimNodeRun(e.ctx, certname, owner(certname), agentTTL, e.clk.Now())
+	r, ok, err := e.s.ClaimNodeRun(e.ctx, muster.NodeClaim{Certname: certname, Owner: owner(certname), LeaseTTL: agentTTL, Now: e.clk.Now()})
 	if err != nil || ok != want {
 		e.t.Fatalf("ClaimNodeRun(%s) = %+v, %v, %v; want a run: %v", certname, r, ok, err, want)
 	}
@@ -158,7 +158,7 @@ func testClaimNodeRun(e *env) {
 		if tc.prepare != nil {
 			tc.prepare()
 		}
-		if _, ok, err := e.s.ClaimNodeRun(e.ctx, tc.certname, tc.owner, tc.ttl, e.clk.Now()); ok || !errors.Is(err, tc.want) {
+		if _, ok, err := e.s.ClaimNodeRun(e.ctx, muster.NodeClaim{Certname: tc.certname, Owner: tc.owner, LeaseTTL: tc.ttl, Now: e.clk.Now()}); ok || !errors.Is(err, tc.want) {
 			e.t.Errorf("ClaimNodeRun of %s = %v, %v; want %v", tc.name, ok, err, tc.want)
 		}
 	}

@@ -125,6 +125,9 @@ var suite = []struct {
 		{"PullLease", testPullLease},
 		{"PullRetry", testPullRetry},
 		{"PullCoalescing", testPullCoalescing},
+		{"BackendMaxRunning", testBackendMaxRunning},
+		{"BackendRate", testBackendRate},
+		{"BackendConcurrent", testBackendConcurrent},
 	}},
 }
 
