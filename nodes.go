@@ -51,6 +51,9 @@ type Node struct {
 	// (a run starts or ends, a certificate renews): the server keeps the
 	// exact time of idle check-ins in memory.
 	LastCheckIn time.Time
+	// FactsAt is when the node's agent last uploaded its facts (zero:
+	// never); the facts themselves are read with Nodes.NodeFacts.
+	FactsAt time.Time
 }
 
 // EnrollToken is an enrollment token's record. As with API tokens, only
@@ -132,6 +135,13 @@ type Nodes interface {
 	// WorkQueue.Heartbeat(owner) extends the lease, and
 	// Rescuer.RescueExpired takes it back if the lease expires.
 	ClaimNodeRun(ctx context.Context, c NodeClaim) (Run, bool, error)
+	// SetNodeFacts replaces a signed node's facts (a JSON object) as of
+	// at; ErrNotFound unless the node is signed, ErrInvalid unless facts
+	// is an object.
+	SetNodeFacts(ctx context.Context, certname string, facts []byte, at time.Time) error
+	// NodeFacts returns a node's facts ("{}" before any upload) and when
+	// they were uploaded; ErrNotFound if unknown.
+	NodeFacts(ctx context.Context, certname string) ([]byte, time.Time, error)
 	// BackendLoad returns the number of running pull runs on each backend,
 	// over every server on the database (backends with none are absent).
 	BackendLoad(ctx context.Context) (map[string]int, error)

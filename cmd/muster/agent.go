@@ -27,10 +27,10 @@ import (
 
 // agentFlags are muster agent's flags.
 type agentFlags struct {
-	server, dataDir, certname, token, caFingerprint string
-	insecure                                        bool
-	offlineAfter, wait                              time.Duration
-	watch                                           []string
+	server, dataDir, certname, token, caFingerprint, factsCommand string
+	insecure                                                      bool
+	offlineAfter, wait                                            time.Duration
+	watch                                                         []string
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -55,6 +55,12 @@ State (key, certificate, the server's CA, a spool of unsent reports) lives
 in --data-dir. A report is never lost: while the server is unreachable the
 agent retries with jittered backoff and sends its reports later.
 
+When the server asks for facts (pull.yaml's facts.upload_every), the agent
+sends its own (os, kernel, networking, processors, memory, uptime, under
+Facter's names), with --facts-command's JSON object merged over them:
+--facts-command 'facter --json' sends Facter's full set. 'muster node facts
+NAME' shows them.
+
 SIGTERM stops a run in progress, spools its report and flushes the spool;
 SIGHUP reloads the certificate from --data-dir.`,
 		Example: `  muster agent --server muster.example.com:7421 --enroll-token mse_... --ca-fingerprint sha256:3f9a...
@@ -72,6 +78,7 @@ SIGHUP reloads the certificate from --data-dir.`,
 	fl.BoolVar(&f.insecure, "insecure-first-contact", false, "trust whatever CA the server presents at first contact (logged loudly); later contacts check it")
 	fl.DurationVar(&f.offlineAfter, "offline-run-after", 0, "when the server has been unreachable this long, run the last command on this node's own slot (0: never)")
 	fl.DurationVar(&f.wait, "wait", time.Minute, "how long the server may hold a check-in open (long poll)")
+	fl.StringVar(&f.factsCommand, "facts-command", "", "a command printing a JSON object of facts to send besides the agent's own (e.g. 'facter --json')")
 	fl.StringArrayVar(&f.watch, "watch", nil, "a local file or directory whose change forces a run, besides the server's list (repeatable)")
 	return c
 }
@@ -109,7 +116,7 @@ func (a *app) runAgent(c *cobra.Command, f agentFlags) error {
 	defer closeRunner()
 	ag, err := agent.New(agent.Config{Server: f.server, DataDir: f.dataDir, Certname: f.certname, EnrollToken: f.token,
 		CAFingerprint: f.caFingerprint, InsecureFirstContact: f.insecure, Wait: f.wait, OfflineRunAfter: f.offlineAfter,
-		ExtraWatch: f.watch, Exec: agentExec(runner, f.certname), Watch: watchPaths, Logger: log})
+		ExtraWatch: f.watch, FactsCommand: f.factsCommand, Exec: agentExec(runner, f.certname), Watch: watchPaths, Logger: log})
 	if err != nil {
 		return usageError{err}
 	}

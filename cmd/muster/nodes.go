@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,7 +113,25 @@ Names may be certname globs ('web*').`,
 			return nil
 		},
 	}
-	g := group("node", "Inspect pull-mode nodes and make them run now", list, show, run)
+	facts := &cobra.Command{
+		Use:   "facts CERTNAME [FACT...]",
+		Short: "Show the facts a node's agent uploaded (all, or the named ones: os.family)",
+		Long: `Show the facts the node's agent last uploaded, one "name = value" line per
+fact with dotted names (os.release.major), or the JSON object with
+--format json. Name facts to show only those. The agent uploads its facts
+when the server asks (pull.yaml's facts.upload_every).`,
+		Example: `  muster node facts web1.example.com
+  muster node facts web1.example.com os.family os.release.major
+  muster node facts web1.example.com --format json`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("'%s' needs a CERTNAME", c.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return a.nodeFacts(c, &cf, args[0], args[1:]) },
+	}
+	g := group("node", "Inspect pull-mode nodes and make them run now", list, show, facts, run)
 	cf.register(g)
 	return g
 }
@@ -190,6 +210,9 @@ func (a *app) showNode(c *cobra.Command, cf *clientFlags, certname string) error
 	if n.LastRunID != 0 {
 		row("last run", fmt.Sprintf("%d at %s (muster job show for its result)", n.LastRunID, when(n.LastRunAt)))
 	}
+	if !n.FactsAt.IsZero() {
+		row("facts", "uploaded "+when(n.FactsAt)+" (muster node facts "+n.Certname+")")
+	}
 	if n.Live != nil {
 		row("next check-in", when(n.Live.NextCheckIn))
 		if n.Live.Backend != "" {
@@ -230,4 +253,87 @@ func when(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format(time.RFC3339)
+}
+
+// nodeFacts prints a node's uploaded facts, flattened to dotted names.
+func (a *app) nodeFacts(c *cobra.Command, cf *clientFlags, certname string, names []string) error {
+	cl, err := a.jobClient(cf)
+	if err != nil {
+		return err
+	}
+	nf, err := cl.NodeFacts(c.Context(), certname)
+	if err != nil {
+		return apiError(err)
+	}
+	flat := map[string]any{}
+	flatten("", nf.Facts, flat)
+	if len(names) > 0 {
+		picked := map[string]any{}
+		for _, name := range names {
+			v, ok := flat[name]
+			if !ok {
+				if sub := lookupDotted(nf.Facts, name); sub != nil {
+					v, ok = sub, true
+				}
+			}
+			if !ok {
+				return inputError{fmt.Errorf("node %s has no fact %q (muster node facts %s lists them)", certname, name, certname)}
+			}
+			picked[name] = v
+		}
+		flat = picked
+		if a.flags.format == "json" {
+			return a.printJSON(picked)
+		}
+	} else if a.flags.format == "json" {
+		return a.printJSON(nf)
+	}
+	if nf.FactsAt.IsZero() {
+		fmt.Fprintf(a.stderr, "Node %s has not uploaded facts yet.\n", certname)
+		return nil
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := json.Marshal(flat[k])
+		if s, ok := flat[k].(string); ok {
+			v = []byte(s)
+		}
+		fmt.Fprintf(a.stdout, "%s = %s\n", k, v)
+	}
+	return nil
+}
+
+// flatten turns nested objects into dotted names; arrays stay values.
+func flatten(prefix string, v any, out map[string]any) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 && prefix != "" {
+		out[prefix] = v
+		return
+	}
+	for k, sub := range m {
+		name := k
+		if prefix != "" {
+			name = prefix + "." + k
+		}
+		flatten(name, sub, out)
+	}
+}
+
+// lookupDotted finds a dotted name's value, objects included.
+func lookupDotted(facts map[string]any, name string) any {
+	var cur any = facts
+	for _, part := range strings.Split(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		if cur, ok = m[part]; !ok {
+			return nil
+		}
+	}
+	return cur
 }

@@ -96,10 +96,27 @@ func TestPullAgentsEndToEnd(t *testing.T) {
 	dirs := map[string]string{}
 	for _, name := range []string{"agent1.test", "agent2.test"} {
 		dirs[name] = t.TempDir()
-		startAgent(t, "--server", addr, "--data-dir", dirs[name], "--certname", name, "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
+		startAgent(t, "--server", addr, "--data-dir", dirs[name], "--certname", name, "--enroll-token", tok.Secret, "--ca-fingerprint", fp,
+			"--facts-command", `echo '{"role":"`+strings.TrimSuffix(name, ".test")+`"}'`)
 	}
 	for _, name := range []string{"agent1.test", "agent2.test"} {
 		eventually(t, name+" runs on its first check-in", func() bool { return runsIn(t, logFile, name) >= 1 })
+	}
+	// Asked on their first check-in, the agents uploaded their facts:
+	// their own, and their facts command's.
+	for _, name := range []string{"agent1.test", "agent2.test"} {
+		eventually(t, name+" uploads its facts", func() bool {
+			n, err := srv.client().Node(ctx, name)
+			return err == nil && !n.FactsAt.IsZero()
+		})
+		code, out, errOut := cli(t, "node", "facts", name, "role", "os.family", "muster.certname")
+		want := fmt.Sprintf("muster.certname = %s\nos.family = Debian\nrole = %s\n", name, strings.TrimSuffix(name, ".test"))
+		if code != 0 || out != want {
+			t.Errorf("node facts %s: exit %d\n%s%s\nwant\n%s", name, code, out, errOut, want)
+		}
+	}
+	if code, _, errOut := cli(t, "node", "facts", "agent1.test", "no.such.fact"); code != 2 || !strings.Contains(errOut, `no fact "no.such.fact"`) {
+		t.Errorf("an unknown fact: exit %d: %s", code, errOut)
 	}
 
 	// A watched file changes: both agents run again, without waiting for

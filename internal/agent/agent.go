@@ -71,9 +71,13 @@ type Config struct {
 	// ExtraWatch lists local paths whose change forces a run, besides the
 	// ones the server lists.
 	ExtraWatch []string
-	Exec       Exec
-	Watch      Watch // nil: no file watching
-	Logger     *slog.Logger
+	// FactsCommand, when set, is run (sh -c) when the server asks for
+	// facts; its JSON object is merged over the agent's own facts
+	// ("facter --json" gives Facter's full set).
+	FactsCommand string
+	Exec         Exec
+	Watch        Watch // nil: no file watching
+	Logger       *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -172,6 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			if err := a.renew(ctx); err != nil {
 				a.log.Warn("certificate renewal failed; will retry at the next check-in", "err", err)
 			}
+		}
+		if resp.UploadFacts {
+			a.uploadFacts(ctx)
 		}
 		if resp.Run != nil {
 			a.execute(ctx, *resp.Run)

@@ -373,6 +373,13 @@ func (c *Client) Node(ctx context.Context, certname string) (NodeView, error) {
 	return out, err
 }
 
+// NodeFacts returns the facts a node's agent last uploaded.
+func (c *Client) NodeFacts(ctx context.Context, certname string) (NodeFacts, error) {
+	var out NodeFacts
+	err := c.call(ctx, fmt.Sprintf("get the facts of node %s", certname), "GET", nodePath(certname, "/facts"), nil, nil, &out)
+	return out, err
+}
+
 // SignNode signs a pending node's certificate request.
 func (c *Client) SignNode(ctx context.Context, certname string) (NodeView, error) {
 	var out NodeView

@@ -59,7 +59,7 @@ func (s *Server) pathNode(r *http.Request) (muster.Node, error) {
 func (s *Server) nodeView(n muster.Node, withCert bool) NodeView {
 	v := NodeView{Certname: n.Certname, State: n.State, Serial: n.Serial, CertExpires: n.CertExpires,
 		EnrolledAt: n.EnrolledAt, SignedAt: n.SignedAt, EnrolledWith: n.EnrolledWith, LastCheckIn: n.LastCheckIn,
-		LastRunID: n.LastRunID, LastRunAt: n.LastRunAt}
+		LastRunID: n.LastRunID, LastRunAt: n.LastRunAt, FactsAt: n.FactsAt}
 	if len(n.Cert) > 0 {
 		v.Fingerprint = pki.FingerprintOf(n.Cert)
 		if withCert {
@@ -121,6 +121,26 @@ func (s *Server) handleGetNode(w http.ResponseWriter, r *http.Request, _ muster.
 		return err
 	}
 	writeJSON(w, http.StatusOK, s.nodeView(n, true))
+	return nil
+}
+
+// handleNodeFacts returns the facts the node's agent last uploaded.
+func (s *Server) handleNodeFacts(w http.ResponseWriter, r *http.Request, _ muster.Token) error {
+	n, err := s.pathNode(r)
+	if err != nil {
+		return err
+	}
+	raw, at, err := s.store.NodeFacts(r.Context(), n.Certname)
+	if errors.Is(err, muster.ErrNotFound) {
+		return notFound("no node %q", n.Certname)
+	} else if err != nil {
+		return err
+	}
+	out := NodeFacts{Certname: n.Certname, FactsAt: at}
+	if err := json.Unmarshal(raw, &out.Facts); err != nil {
+		return fmt.Errorf("node %s: stored facts: %w", n.Certname, err)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

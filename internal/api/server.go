@@ -187,6 +187,7 @@ func routeTable() []route {
 		{"DELETE", "/api/v1/enroll-tokens/{name}", muster.RoleAdmin, false, (*Server).handleRevokeEnrollToken},
 		{"GET", "/api/v1/nodes", muster.RoleViewer, false, (*Server).handleListNodes},
 		{"GET", "/api/v1/nodes/{certname}", muster.RoleViewer, false, (*Server).handleGetNode},
+		{"GET", "/api/v1/nodes/{certname}/facts", muster.RoleViewer, false, (*Server).handleNodeFacts},
 		{"POST", "/api/v1/nodes/{certname}/sign", muster.RoleAdmin, false, (*Server).handleSignNode},
 		{"POST", "/api/v1/nodes/{certname}/revoke", muster.RoleAdmin, false, (*Server).handleRevokeNode},
 		{"POST", "/api/v1/nodes/{certname}/run", muster.RoleOperator, false, (*Server).handleRunNode},

@@ -418,10 +418,21 @@ type NodeView struct {
 	LastCheckIn time.Time `json:"last_checkin,omitzero"`
 	LastRunID   int64     `json:"last_run_id,omitzero"`
 	LastRunAt   time.Time `json:"last_run_at,omitzero"`
+	// FactsAt is when the node's agent last uploaded its facts (GET
+	// /api/v1/nodes/{certname}/facts returns them).
+	FactsAt time.Time `json:"facts_at,omitzero"`
 	// Live is set when this server knows more of the node than the store.
 	Live *NodeLive `json:"live,omitempty"`
 	// Certificate is the certificate (PEM); only GET of one node shows it.
 	Certificate string `json:"certificate,omitempty"`
+}
+
+// NodeFacts is GET /api/v1/nodes/{certname}/facts: the facts the node's
+// agent last uploaded ({} before any) and when.
+type NodeFacts struct {
+	Certname string         `json:"certname"`
+	FactsAt  time.Time      `json:"facts_at,omitzero"`
+	Facts    map[string]any `json:"facts"`
 }
 
 // NodeList is a page of nodes, by certname. NextAfter, when set, is the

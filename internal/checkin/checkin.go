@@ -47,6 +47,7 @@ const (
 	PathCheckIn = "/agent/v1/checkin"
 	PathReport  = "/agent/v1/report"
 	PathRenew   = "/agent/v1/renew"
+	PathFacts   = "/agent/v1/facts"
 )
 
 // EnrollRequest asks for a certificate with an enrollment token.
@@ -141,6 +142,44 @@ type Report struct {
 	Error string `json:"error,omitempty"`
 }
 
+// FactsUpload carries a node's facts, sent when a check-in's answer asks
+// for them (UploadFacts). The node is the client certificate's certname;
+// the facts are a JSON object in Facter's layout (os.family,
+// networking.fqdn, ...), at most MaxFacts bytes encoded.
+type FactsUpload struct {
+	Version int            `json:"version"`
+	Facts   map[string]any `json:"facts"`
+}
+
+// MaxFacts bounds a node's encoded facts.
+const MaxFacts = 512 << 10
+
+// Validate checks a facts upload's values.
+func (f *FactsUpload) Validate() error {
+	if f.Facts == nil {
+		return fmt.Errorf("facts: a JSON object is required")
+	}
+	b, err := json.Marshal(f.Facts)
+	if err != nil {
+		return fmt.Errorf("facts: %w", err)
+	}
+	if len(b) > MaxFacts {
+		return fmt.Errorf("facts are %d bytes encoded; at most %d", len(b), MaxFacts)
+	}
+	for k := range f.Facts {
+		if k == "" || len(k) > 256 {
+			return fmt.Errorf("facts: a top-level name must be 1 to 256 bytes")
+		}
+	}
+	return nil
+}
+
+// FactsResponse acknowledges a facts upload.
+type FactsResponse struct {
+	Version  int       `json:"version"`
+	StoredAt time.Time `json:"stored_at"`
+}
+
 // ReportResponse acknowledges a report.
 type ReportResponse struct {
 	Version int `json:"version"`
@@ -197,6 +236,10 @@ func versionOf(v any) int {
 	case *Report:
 		return x.Version
 	case *ReportResponse:
+		return x.Version
+	case *FactsUpload:
+		return x.Version
+	case *FactsResponse:
 		return x.Version
 	case *ErrorResponse:
 		return x.Version

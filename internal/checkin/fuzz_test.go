@@ -1,6 +1,7 @@
 package checkin
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,24 @@ func FuzzReport(f *testing.F) {
 		}
 		if r.RunID <= 0 || r.Attempt <= 0 || r.ExitCode > 255 || len(r.Stdout) > MaxOutput {
 			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
+
+// FuzzFacts: the same for facts uploads: an accepted one is an object of
+// bounded size.
+func FuzzFacts(f *testing.F) {
+	f.Add(`{"version":1,"facts":{"os":{"family":"Debian","release":{"major":"12"}},"networking":{"fqdn":"web1.example.com"}}}`)
+	f.Add(`{"version":1,"facts":null}`)
+	f.Add(`{"version":1,"facts":{"":1}}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		var u FactsUpload
+		if Decode(strings.NewReader(body), &u) != nil || u.Validate() != nil {
+			return
+		}
+		b, err := json.Marshal(u.Facts)
+		if u.Facts == nil || err != nil || len(b) > MaxFacts {
+			t.Fatalf("accepted %.200q", body)
 		}
 	})
 }

@@ -215,6 +215,32 @@ func (s *Scheduler) SetLoads(now time.Time, load map[string]int) {
 	}
 }
 
+// DropFacts removes the facts the configuration blacklists (by dotted
+// name, at any depth: "uptime*", "memory.system.available*") from facts,
+// in place, so that always-changing facts are not stored.
+func (s *Scheduler) DropFacts(facts map[string]any) {
+	s.mu.Lock()
+	f := s.cfg.Facts
+	s.mu.Unlock()
+	if len(f.Blacklist) > 0 {
+		dropFacts(&f, "", facts)
+	}
+}
+
+func dropFacts(f *Facts, prefix string, m map[string]any) {
+	for k, v := range m {
+		name := k
+		if prefix != "" {
+			name = prefix + "." + k
+		}
+		if f.Dropped(name) {
+			delete(m, k)
+		} else if sub, ok := v.(map[string]any); ok {
+			dropFacts(f, name, sub)
+		}
+	}
+}
+
 // Refuse undoes a RunNow decision whose run the store refused because its
 // backend was full (another server took the last place), and returns how
 // long the node should wait before it checks in again.

@@ -459,3 +459,22 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("in flight %d after every run finished", st.Backends[0].InFlight)
 	}
 }
+
+func TestDropFacts(t *testing.T) {
+	cfg, err := Parse("pull.yaml", []byte("backends: [{name: b, max_running: 1}]\nfacts:\n  blacklist: ['uptime*', 'memory.system.available*', 'mountpoints']\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, Options{})
+	facts := map[string]any{
+		"uptime": "3 days", "uptime_seconds": 7,
+		"memory":      map[string]any{"system": map[string]any{"available_bytes": 1, "total_bytes": 2}},
+		"os":          map[string]any{"family": "Debian"},
+		"mountpoints": map[string]any{"/": map[string]any{}},
+	}
+	s.DropFacts(facts)
+	want := `map[memory:map[system:map[total_bytes:2]] os:map[family:Debian]]`
+	if got := fmt.Sprint(facts); got != want {
+		t.Errorf("after DropFacts: %s\nwant %s", got, want)
+	}
+}

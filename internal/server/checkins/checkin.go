@@ -108,7 +108,7 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 		lastRun = req.LastRun
 	}
 	d := s.cfg.Scheduler.Decide(pull.CheckIn{Node: certname, Groups: groups, Now: now, LastRun: lastRun,
-		Running: running, Force: force || waiting})
+		LastFacts: node.FactsAt, Running: running, Force: force || waiting})
 	resp := checkin.CheckInResponse{Version: checkin.Version, Next: d.NextCheckIn, Watch: d.Watch, UploadFacts: d.UploadFacts}
 	if cert, err := x509.ParseCertificate(node.Cert); err == nil {
 		resp.CertRenewAt = pki.RenewAt(cert)
@@ -223,6 +223,32 @@ func (s *Server) publish(job int64) {
 	if s.cfg.Events != nil {
 		s.cfg.Events.Publish(job)
 	}
+}
+
+// handleFacts stores the node's facts (the caller's own: the node is its
+// certificate's certname, never a payload's).
+func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request, certname string) error {
+	var up checkin.FactsUpload
+	if err := decode(r, &up); err != nil {
+		return err
+	}
+	if err := up.Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "%v", err)
+	}
+	s.cfg.Scheduler.DropFacts(up.Facts)
+	raw, err := json.Marshal(up.Facts)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if err := s.cfg.Store.SetNodeFacts(r.Context(), certname, raw, now); errors.Is(err, muster.ErrNotFound) {
+		return errorf(http.StatusForbidden, "forbidden", "node %s is not signed", certname)
+	} else if err != nil {
+		return err
+	}
+	s.log.Debug("facts stored", "certname", certname, "bytes", len(raw))
+	writeJSON(w, http.StatusOK, checkin.FactsResponse{Version: checkin.Version, StoredAt: now})
+	return nil
 }
 
 // handleReport records a run's end. The run must be the caller's own; a

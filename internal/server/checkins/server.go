@@ -104,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+checkin.PathCheckIn, s.wrap(true, s.handleCheckIn))
 	s.mux.HandleFunc("POST "+checkin.PathReport, s.wrap(true, s.handleReport))
 	s.mux.HandleFunc("POST "+checkin.PathRenew, s.wrap(true, s.handleRenew))
+	s.mux.HandleFunc("POST "+checkin.PathFacts, s.wrap(true, s.handleFacts))
 	return s, nil
 }
 

@@ -4,10 +4,12 @@ package sqlstore
 // agents' claim is in pull.go).
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,13 +72,13 @@ func scanEnrollToken(sc scanner) (muster.EnrollToken, error) {
 }
 
 const nodeFields = `certname, state, csr, serial, cert, cert_expires_at, enrolled_at, signed_at, enrolled_with,
-	last_run_id, last_run_at, last_checkin_at`
+	last_run_id, last_run_at, last_checkin_at, facts_at`
 
 func scanNode(sc scanner) (muster.Node, error) {
 	var n muster.Node
-	var expires, enrolled, signed, lastRun, checkIn int64
+	var expires, enrolled, signed, lastRun, checkIn, factsAt int64
 	err := sc.Scan(&n.Certname, &n.State, &n.CSR, &n.Serial, &n.Cert, &expires, &enrolled, &signed, &n.EnrolledWith,
-		&n.LastRunID, &lastRun, &checkIn)
+		&n.LastRunID, &lastRun, &checkIn, &factsAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("node: %w", muster.ErrNotFound)
 	}
@@ -87,7 +89,7 @@ func scanNode(sc scanner) (muster.Node, error) {
 		n.Cert = nil
 	}
 	n.CertExpires, n.EnrolledAt, n.SignedAt = fromUS(expires), fromUS(enrolled), fromUS(signed)
-	n.LastRunAt, n.LastCheckIn = fromUS(lastRun), fromUS(checkIn)
+	n.LastRunAt, n.LastCheckIn, n.FactsAt = fromUS(lastRun), fromUS(checkIn), fromUS(factsAt)
 	return n, err
 }
 
@@ -333,4 +335,40 @@ func noteNodeRun(ctx context.Context, tx *Tx, certname string, runID int64, at t
 		return fmt.Errorf("no node %q: %w", certname, muster.ErrNotFound)
 	}
 	return nil
+}
+
+// SetNodeFacts implements muster.Nodes.
+func (s *Store) SetNodeFacts(ctx context.Context, certname string, facts []byte, at time.Time) error {
+	if !json.Valid(facts) || len(bytes.TrimSpace(facts)) == 0 || bytes.TrimSpace(facts)[0] != '{' {
+		return fmt.Errorf("%w: node %s: facts must be a JSON object", muster.ErrInvalid, certname)
+	}
+	if at.IsZero() {
+		at = s.Opt.Now()
+	}
+	return s.write(ctx, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET facts=$2, facts_at=$3 WHERE certname=$1 AND state='signed'`,
+			certname, string(facts), us(at))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("no signed node %q: %w", certname, muster.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// NodeFacts implements muster.Nodes.
+func (s *Store) NodeFacts(ctx context.Context, certname string) ([]byte, time.Time, error) {
+	var facts string
+	var at int64
+	err := s.R.QueryRowContext(ctx, `SELECT facts, facts_at FROM nodes WHERE certname=$1`, certname).Scan(&facts, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, time.Time{}, fmt.Errorf("no node %q: %w", certname, muster.ErrNotFound)
+	} else if err != nil {
+		return nil, time.Time{}, err
+	}
+	return []byte(facts), fromUS(at), nil
 }

@@ -125,3 +125,40 @@ func testBackendConcurrent(e *env) {
 	}
 	e.wantLoad(map[string]int{"shared": 3})
 }
+
+func testNodeFacts(e *env) {
+	e.signedNodes("f1")
+	if facts, at, err := e.s.NodeFacts(e.ctx, "f1"); err != nil || string(facts) != "{}" || !at.IsZero() {
+		e.t.Fatalf("facts before any upload: %s, %v, %v", facts, at, err)
+	}
+	at := e.clk.Now()
+	want := `{"os":{"family":"Debian","release":{"major":"12"}}}`
+	if err := e.s.SetNodeFacts(e.ctx, "f1", []byte(want), at); err != nil {
+		e.t.Fatal(err)
+	}
+	facts, got, err := e.s.NodeFacts(e.ctx, "f1")
+	if err != nil || string(facts) != want || !got.Equal(at.Truncate(time.Microsecond)) {
+		e.t.Errorf("facts: %s at %v, %v", facts, got, err)
+	}
+	if n, err := e.s.GetNode(e.ctx, "f1"); err != nil || !n.FactsAt.Equal(got) {
+		e.t.Errorf("node's FactsAt %v, want %v (%v)", n.FactsAt, got, err)
+	}
+	for _, bad := range []struct {
+		node, facts string
+		want        error
+	}{
+		{"f1", `[1,2]`, muster.ErrInvalid},
+		{"f1", `{"a":`, muster.ErrInvalid},
+		{"nobody", `{}`, muster.ErrNotFound},
+	} {
+		if err := e.s.SetNodeFacts(e.ctx, bad.node, []byte(bad.facts), at); !errors.Is(err, bad.want) {
+			e.t.Errorf("SetNodeFacts(%s, %s) = %v, want %v", bad.node, bad.facts, err, bad.want)
+		}
+	}
+	if _, err := e.s.RevokeNode(e.ctx, "f1"); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.s.SetNodeFacts(e.ctx, "f1", []byte(`{}`), at); !errors.Is(err, muster.ErrNotFound) {
+		e.t.Errorf("a revoked node's upload: %v, want ErrNotFound", err)
+	}
+}

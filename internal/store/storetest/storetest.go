@@ -128,6 +128,7 @@ var suite = []struct {
 		{"BackendMaxRunning", testBackendMaxRunning},
 		{"BackendRate", testBackendRate},
 		{"BackendConcurrent", testBackendConcurrent},
+		{"NodeFacts", testNodeFacts},
 	}},
 }
 
