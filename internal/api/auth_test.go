@@ -67,6 +67,9 @@ var routeExamples = map[string]example{
 	"GET /api/v1/nodes/{certname}": func(e *env) (string, any) {
 		return "/api/v1/nodes/" + e.enrollNode(newCertname(), true).Certname, nil
 	},
+	"GET /api/v1/nodes/{certname}/facts": func(e *env) (string, any) {
+		return "/api/v1/nodes/" + e.enrollNode(newCertname(), true).Certname + "/facts", nil
+	},
 	"POST /api/v1/nodes/{certname}/sign": func(e *env) (string, any) {
 		return "/api/v1/nodes/" + e.enrollNode(newCertname(), false).Certname + "/sign", nil
 	},

@@ -17,6 +17,10 @@
 //	         idempotent
 //	renew    mTLS: a new CSR for the same certname, at two-thirds of the
 //	         certificate's lifetime
+//	facts    mTLS: the node's facts, when a check-in's answer asks
+//
+// openapi.json in this package documents them (TestOpenAPIMatchesProtocol
+// keeps it true to the types here).
 //
 // Every request and answer carries Version; a server refuses a version it
 // does not speak with 400 and says which it speaks.

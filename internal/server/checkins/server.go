@@ -105,6 +105,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST "+checkin.PathReport, s.wrap(true, s.handleReport))
 	s.mux.HandleFunc("POST "+checkin.PathRenew, s.wrap(true, s.handleRenew))
 	s.mux.HandleFunc("POST "+checkin.PathFacts, s.wrap(true, s.handleFacts))
+	s.mux.HandleFunc("GET "+checkin.PathOpenAPI, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(checkin.OpenAPI)
+	})
 	return s, nil
 }
 
