@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -342,4 +343,71 @@ func jobOfRun(t *testing.T, c *api.Client, run int64) int64 {
 		}
 	}
 	return 0
+}
+
+// A real Puppet run as the pull run's command: `puppet apply` with
+// --detailed-exitcodes, where 2 means "changed" and counts as success.
+// (The README shows `puppet agent -t` against a backend the same way.)
+func TestPullRunsPuppetApply(t *testing.T) {
+	if _, err := exec.LookPath("puppet"); err != nil {
+		if os.Getenv("MUSTER_TEST_REQUIRE_PUPPET") != "" {
+			t.Fatal("puppet is not installed (scripts/apt-install.sh puppet)")
+		}
+		t.Skip("puppet is not installed")
+	}
+	work := t.TempDir()
+	target := filepath.Join(work, "motd")
+	dir := localProject(t, 1)
+	cfg := fmt.Sprintf(`interval: 1h
+backends:
+  - {name: puppet-local, max_running: 2}
+runs:
+  - command: >-
+      puppet apply --detailed-exitcodes --color=false
+      --vardir %[1]s/var --confdir %[1]s/etc --codedir %[1]s/code
+      -e "file { '%[2]s': content => \"managed on ${MUSTER_NODE} via ${MUSTER_BACKEND}\n\" }"
+    success_codes: [0, 2]
+    timeout: 5m
+`, work, target)
+	if err := os.WriteFile(filepath.Join(dir, "pull.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, addr, fp := agentsOf(t, dir)
+	srv.env(t)
+	ctx := context.Background()
+	tok, err := srv.client().CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "puppet", Uses: 1, Certnames: "*.puppet.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "p1.puppet.test", "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
+	var last api.RunView
+	eventually(t, "puppet's first run ends", func() bool {
+		n, err := srv.client().Node(ctx, "p1.puppet.test")
+		if err != nil || n.LastRunID == 0 {
+			return false
+		}
+		runs, err := srv.client().Runs(ctx, jobOfRun(t, srv.client(), n.LastRunID), api.RunsOptions{})
+		if err != nil || len(runs) == 0 || !runs[0].State.Final() {
+			return false
+		}
+		last = runs[0]
+		return true
+	})
+	if last.State != muster.RunSucceeded || last.ExitCode != 2 {
+		t.Fatalf("puppet apply run: %+v", last)
+	}
+	if got := must(os.ReadFile(target)); got != "managed on p1.puppet.test via puppet-local\n" {
+		t.Errorf("puppet wrote %q", got)
+	}
+	// Tampered with, then enforced again at the operator's word: changed
+	// again (exit 2), back to the catalog's content.
+	if err := os.WriteFile(target, []byte("tampered\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli(t, "node", "run", "p1.puppet.test"); code != 0 {
+		t.Fatalf("node run: exit %d\n%s%s", code, out, errOut)
+	}
+	eventually(t, "puppet enforces the file again", func() bool {
+		return must(os.ReadFile(target)) == "managed on p1.puppet.test via puppet-local\n"
+	})
 }
