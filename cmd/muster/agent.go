@@ -116,7 +116,8 @@ func (a *app) runAgent(c *cobra.Command, f agentFlags) error {
 	defer closeRunner()
 	ag, err := agent.New(agent.Config{Server: f.server, DataDir: f.dataDir, Certname: f.certname, EnrollToken: f.token,
 		CAFingerprint: f.caFingerprint, InsecureFirstContact: f.insecure, Wait: f.wait, OfflineRunAfter: f.offlineAfter,
-		ExtraWatch: f.watch, FactsCommand: f.factsCommand, Exec: agentExec(runner, f.certname), Watch: watchPaths, Logger: log})
+		ExtraWatch: f.watch, FactsCommand: f.factsCommand,
+		KeepResident: os.Getenv("MUSTER_AGENT_KEEP_RESIDENT") == "1", Exec: agentExec(runner, f.certname), Watch: watchPaths, Logger: log})
 	if err != nil {
 		return usageError{err}
 	}

@@ -75,6 +75,10 @@ type Config struct {
 	// facts; its JSON object is merged over the agent's own facts
 	// ("facter --json" gives Facter's full set).
 	FactsCommand string
+	// KeepResident keeps the pages of the executable that start-up and
+	// runs touched (by default an idle agent gives them back: see
+	// trimResident); for measuring the difference.
+	KeepResident bool
 	Exec         Exec
 	Watch        Watch // nil: no file watching
 	Logger       *slog.Logger
@@ -149,13 +153,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWatch()
 	a.rewatch(watchCtx, &wg, nil)
 
-	backoff := time.Second
+	backoff, trimmed := time.Second, false
 	for {
 		if ctx.Err() != nil {
 			a.flushOnExit()
 			return nil
 		}
 		a.flushSpool(ctx)
+		if !trimmed && !a.cfg.KeepResident { // idle from here: release what start-up or the run touched
+			trimResident()
+			trimmed = true
+		}
 		resp, err := a.checkIn(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, errRecheck) {
@@ -182,6 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if resp.Run != nil {
 			a.execute(ctx, *resp.Run)
+			trimmed = false
 			continue // report, then check in again at once
 		}
 		a.sleep(ctx, resp.Next.Sub(a.now()))
