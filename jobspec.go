@@ -165,12 +165,16 @@ func (s *JobSpec) validatePull() error {
 	switch {
 	case s.Script != "" || len(s.ScriptBody) > 0 || len(s.Args) > 0:
 		return fmt.Errorf("a pull job takes no \"script\": its agent runs a command")
-	case s.Task != "" || s.Plan != "" || len(s.Params) > 0:
-		return fmt.Errorf("a pull job takes no task, plan or params: its agent runs a command")
+	case s.Plan != "":
+		return fmt.Errorf("a pull job takes no plan: its agent runs a command or a task")
+	case s.Command != "" && s.Task != "":
+		return fmt.Errorf("a pull job runs a command or a task, not both")
+	case len(s.Params) > 0 && s.Task == "":
+		return fmt.Errorf("a pull job's \"params\" go with a \"task\"")
 	case s.Command != "" && strings.TrimSpace(s.Command) == "":
 		return fmt.Errorf("a pull job's \"command\" is blank: leave it out for the server's pull command")
-	case s.RunAs != "" || len(s.Env) > 0 || len(s.Secrets) > 0 || s.Sealed != "":
-		return fmt.Errorf("a pull job takes no run_as, env or secrets: the agent runs as its own user, with the server's environment")
+	case s.RunAs != "" || len(s.Secrets) > 0 || s.Sealed != "":
+		return fmt.Errorf("a pull job takes no run_as or secrets: the agent runs as its own user")
 	case s.Concurrency != 0:
 		return fmt.Errorf("concurrency applies to plan jobs only: each other job acts on one node per run")
 	case s.LocalTargets:

@@ -79,6 +79,7 @@ SIGHUP reloads the certificate from --data-dir.`,
 	fl.DurationVar(&f.offlineAfter, "offline-run-after", 0, "when the server has been unreachable this long, run the last command on this node's own slot (0: never)")
 	fl.DurationVar(&f.wait, "wait", time.Minute, "how long the server may hold a check-in open (long poll)")
 	fl.StringVar(&f.factsCommand, "facts-command", "", "a command printing a JSON object of facts to send besides the agent's own (e.g. 'facter --json')")
+	fl.StringSliceVar(&f.modulePath, "modulepath", nil, "directories of modules for pull runs that are tasks (pull.yaml runs: task:), searched before the built-in modules (default: /etc/muster/modules when it exists)")
 	fl.StringArrayVar(&f.watch, "watch", nil, "a local file or directory whose change forces a run, besides the server's list (repeatable)")
 	return c
 }
@@ -117,7 +118,8 @@ func (a *app) runAgent(c *cobra.Command, f agentFlags) error {
 	ag, err := agent.New(agent.Config{Server: f.server, DataDir: f.dataDir, Certname: f.certname, EnrollToken: f.token,
 		CAFingerprint: f.caFingerprint, InsecureFirstContact: f.insecure, Wait: f.wait, OfflineRunAfter: f.offlineAfter,
 		ExtraWatch: f.watch, FactsCommand: f.factsCommand,
-		KeepResident: os.Getenv("MUSTER_AGENT_KEEP_RESIDENT") == "1", Exec: agentExec(runner, f.certname), Watch: watchPaths, Logger: log})
+		KeepResident: os.Getenv("MUSTER_AGENT_KEEP_RESIDENT") == "1", Exec: agentExec(runner, f.certname, agentTasks(f.modulePath, log)),
+		Watch: watchPaths, Logger: log})
 	if err != nil {
 		return usageError{err}
 	}
@@ -157,26 +159,54 @@ func newLocalRunner() (*action.Runner, func()) {
 	}
 }
 
+// agentTasks loads the tasks that pull runs may name: the module path
+// given (default /etc/muster/modules when it exists), then the built-in
+// modules. It is loaded at each task run, so modules deployed while the
+// agent runs are found.
+func agentTasks(modulePath []string, log *slog.Logger) func() (*project.Project, error) {
+	if len(modulePath) == 0 {
+		if fi, err := os.Stat("/etc/muster/modules"); err == nil && fi.IsDir() {
+			modulePath = []string{"/etc/muster/modules"}
+		}
+	}
+	return func() (*project.Project, error) {
+		o := project.Options{Dir: os.TempDir(), ModulePath: modulePath}
+		if len(modulePath) == 0 {
+			o.ModulePath = []string{filepath.Join(os.TempDir(), "muster-agent-no-modules")}
+		}
+		builtinModules(&o, log)
+		return project.Load(o)
+	}
+}
+
 // agentExec runs a pull run through the same engine as the server, with
-// the local transport: a command job on this node.
-func agentExec(runner *action.Runner, certname string) agent.Exec {
-	inv := inventory.Empty(inventory.Options{})
-	proj := &project.Project{Inventory: inv}
-	// The agent runs on its own node by design: local targets are its only
-	// targets.
-	eng := &engine.Engine{Project: func() *project.Project { return proj }, Runner: runner, Secrets: noSecrets{},
-		Options: engine.Options{AllowLocal: true}}
+// the local transport: a command, or a task from tasks' module path, on
+// this node.
+func agentExec(runner *action.Runner, certname string, tasks func() (*project.Project, error)) agent.Exec {
+	empty := &project.Project{Inventory: inventory.Empty(inventory.Options{})}
 	return func(ctx context.Context, run checkin.Run, stdout, stderr *agent.TailBuffer) (int, error) {
 		env := map[string]string{}
 		for k, v := range run.Env {
 			env[k] = v
 		}
 		env["MUSTER_NODE"] = certname
-		spec, err := json.Marshal(muster.JobSpec{Command: run.Command, Env: env, LocalTargets: true})
+		kind, spec, proj := muster.JobCommand, muster.JobSpec{Command: run.Command, Env: env, LocalTargets: true}, empty
+		if run.Task != "" {
+			p, err := tasks()
+			if err != nil {
+				return -1, fmt.Errorf("loading the agent's modules: %w", err)
+			}
+			kind, spec, proj = muster.JobTask, muster.JobSpec{Task: run.Task, Params: run.Params, Env: env, LocalTargets: true}, p
+		}
+		raw, err := json.Marshal(spec)
 		if err != nil {
 			return -1, err
 		}
-		res := eng.Run(ctx, muster.Run{ID: run.RunID, Node: "localhost", Kind: muster.JobCommand, Spec: spec, Attempt: run.Attempt}, stdout, stderr)
+		// The agent runs on its own node by design: local targets are its
+		// only targets.
+		eng := &engine.Engine{Project: func() *project.Project { return proj }, Runner: runner, Secrets: noSecrets{},
+			Options: engine.Options{AllowLocal: true}}
+		res := eng.Run(ctx, muster.Run{ID: run.RunID, Node: "localhost", Kind: kind, Spec: raw, Attempt: run.Attempt}, stdout, stderr)
 		if code, ok := res.Value["exit_code"].(int); ok {
 			return code, nil
 		}
@@ -184,7 +214,16 @@ func agentExec(runner *action.Runner, certname string) agent.Exec {
 			if code, ok := res.Error.Details["exit_code"].(int); ok {
 				return code, nil
 			}
+			if kind == muster.JobTask && res.Error.Kind != muster.KindInvalid {
+				fmt.Fprintf(stderr, "%s: %s\n", res.Error.Kind, res.Error.Msg)
+				return 1, nil // the task ran and failed
+			}
 			return -1, fmt.Errorf("%s", res.Error.Msg)
+		}
+		if kind == muster.JobTask && stdout.Len() == 0 {
+			if b, err := json.Marshal(res.Value); err == nil {
+				_, _ = stdout.Write(append(b, '\n'))
+			}
 		}
 		return 0, nil
 	}

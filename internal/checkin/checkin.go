@@ -99,8 +99,12 @@ type CheckInRequest struct {
 type Run struct {
 	RunID   int64 `json:"run_id"`
 	Attempt int   `json:"attempt"`
-	// Command is run with /bin/sh -c on the node.
-	Command      string            `json:"command"`
+	// Command is run with /bin/sh -c on the node; or Task, a muster task
+	// from the agent's own module path (--modulepath, and the built-in
+	// modules), with Params. Exactly one is set.
+	Command      string            `json:"command,omitempty"`
+	Task         string            `json:"task,omitempty"`
+	Params       map[string]any    `json:"params,omitempty"`
 	SuccessCodes []int             `json:"success_codes"`
 	Env          map[string]string `json:"env,omitempty"`
 	Timeout      time.Duration     `json:"timeout,omitempty"`

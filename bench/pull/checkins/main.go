@@ -8,6 +8,9 @@
 // check-ins (the goal is nothing: an idle check-in writes nothing). The
 // pull.yaml matches no node, so every check-in is idle.
 //
+// With -postgres URL (or $MUSTER_BENCH_POSTGRES_URL) it measures a second
+// server on that PostgreSQL database, in a fresh schema, in the same run.
+//
 //	go run ./bench/pull/checkins -muster bin/muster -agents 10000 -rate 200 -window 60s -out bench/results/pull-checkins.md
 package main
 
@@ -16,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -31,6 +35,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the PostgreSQL row counts
 
 	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/checkin"
@@ -48,14 +54,66 @@ type agent struct {
 	hc   *http.Client
 }
 
+// result is one backend's measurement.
+type result struct {
+	backend        string
+	checkIns, errs int
+	p50, p95, p99  time.Duration
+	cpuPerCheckIn  float64 // ms
+	rss            int64
+	growth         string // what the database wrote during the idle window
+	wrote          bool
+	enrollTook     time.Duration
+	agents         int
+}
+
 func main() {
 	bin := flag.String("muster", "bin/muster", "the muster binary")
 	n := flag.Int("agents", 10000, "simulated agents")
 	rate := flag.Float64("rate", 200, "check-ins per second, all agents together")
 	window := flag.Duration("window", 60*time.Second, "measured window")
+	pgURL := flag.String("postgres", os.Getenv("MUSTER_BENCH_POSTGRES_URL"),
+		"also measure a server on this PostgreSQL database (a fresh schema in it; default $MUSTER_BENCH_POSTGRES_URL)")
 	out := flag.String("out", "bench/results/pull-checkins.md", "report path")
 	flag.Parse()
 	ctx := context.Background()
+	results := []result{measure(ctx, *bin, "", *n, *rate, *window)}
+	if *pgURL != "" {
+		results = append(results, measure(ctx, *bin, *pgURL, *n, *rate, *window))
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Pull mode: check-ins under load\n\n")
+	fmt.Fprintf(&b, "`go run ./bench/pull/checkins`, %s. One `muster server --agent-listen` per row, and %d simulated agents in one\n"+
+		"process, each with its own ed25519 key, certificate and kept-alive mTLS connection, enrolled through the protocol;\n"+
+		"then %.0f check-ins per second spread over all agents for %s, each answered at once (no long poll). No runs\n"+
+		"entry matches the agents, so every check-in is idle: its answer is \"not now, come back at ...\". Database writes\n"+
+		"are the SQLite files' growth, or on PostgreSQL the rows inserted, updated and deleted in muster's schema\n"+
+		"(pg_stat_user_tables) during the window.\n\n",
+		time.Now().UTC().Format("2006-01-02"), *n, *rate, *window)
+	fmt.Fprintf(&b, "| store | agents | check-ins | errors | p50 ms | p95 ms | p99 ms | server CPU ms / check-in | server RSS MiB | database writes during the window | enrollment |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	verdict, writes := "PASS", "PASS"
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %.0f | %s | %d in %.1f s |\n",
+			r.backend, r.agents, r.checkIns, r.errs, ms(r.p50), ms(r.p95), ms(r.p99), r.cpuPerCheckIn, float64(r.rss)/(1<<20),
+			r.growth, r.agents, r.enrollTook.Seconds())
+		if r.p99 >= 100*time.Millisecond || r.errs > 0 {
+			verdict = "FAIL"
+		}
+		if r.wrote {
+			writes = "FAIL"
+		}
+	}
+	fmt.Fprintf(&b, "\n- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**.\n", verdict, writes)
+	fmt.Fprintf(&b, "- The client (this benchmark), the server and PostgreSQL share the machine's %d cores: %s.\n", runtime.NumCPU(), cpuModel())
+	check(os.WriteFile(*out, b.Bytes(), 0o644))
+	fmt.Print(b.String())
+}
+
+// measure starts a server on database ("" for SQLite in its data
+// directory, else a fresh schema of that PostgreSQL database), enrolls n
+// agents and measures their idle check-ins.
+func measure(ctx context.Context, bin, database string, n int, rate float64, window time.Duration) result {
 	dir, err := os.MkdirTemp("", "muster-checkins-")
 	check(err)
 	defer os.RemoveAll(dir)
@@ -69,8 +127,22 @@ runs:
     command: "true"
 `), 0o644))
 	data := filepath.Join(dir, "data")
-	srv := exec.Command(*bin, "server", "--listen", "127.0.0.1:0", "--data-dir", data, "--project", proj,
-		"--agent-listen", "127.0.0.1:0")
+	args := []string{"server", "--listen", "127.0.0.1:0", "--data-dir", data, "--project", proj, "--agent-listen", "127.0.0.1:0"}
+	res := result{backend: "SQLite", agents: n}
+	var pg *sql.DB
+	schema := ""
+	if database != "" {
+		res.backend = "PostgreSQL"
+		pg, err = sql.Open("pgx", database)
+		check(err)
+		defer pg.Close()
+		schema = fmt.Sprintf("bench_checkins_%d", os.Getpid())
+		_, err = pg.ExecContext(ctx, "CREATE SCHEMA "+schema)
+		check(err)
+		defer func() { _, _ = pg.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE") }()
+		args = append(args, "--database", withSearchPath(database, schema))
+	}
+	srv := exec.Command(bin, args...)
 	stderr, err := srv.StderrPipe()
 	check(err)
 	check(srv.Start())
@@ -93,16 +165,16 @@ runs:
 	check(err)
 	cl, err := api.NewClient(apiURL, strings.TrimSpace(string(tok)))
 	check(err)
-	et, err := cl.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "bench", Uses: *n, Certnames: "sim*.bench"})
+	et, err := cl.CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "bench", Uses: n, Certnames: "sim*.bench"})
 	check(err)
 	ca, err := cl.CA(ctx)
 	check(err)
 	caCert, err := pki.ParseCertPEM([]byte(ca.Certificate))
 	check(err)
 
-	log.Printf("enrolling %d agents", *n)
+	log.Printf("%s: enrolling %d agents", res.backend, n)
 	t0 := time.Now()
-	agents := make([]*agent, *n)
+	agents := make([]*agent, n)
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for range 32 {
@@ -112,24 +184,24 @@ runs:
 			}
 		})
 	}
-	for i := range *n {
+	for i := range n {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	enrollTook := time.Since(t0)
-	log.Printf("enrolled in %s; warming every agent's connection", enrollTook.Round(time.Millisecond))
+	res.enrollTook = time.Since(t0)
+	log.Printf("enrolled in %s; warming every agent's connection", res.enrollTook.Round(time.Millisecond))
 	runAll(ctx, agents, 64, func(a *agent) { _, _ = checkIn(ctx, a) })
 
 	wal := filepath.Join(data, "muster.db-wal")
 	walBefore, dbBefore := size(wal), size(filepath.Join(data, "muster.db"))
+	rowsBefore := rowWrites(ctx, pg, schema)
 	cpuBefore := cpuOf(srv.Process.Pid)
-	log.Printf("measuring %s at %.0f check-ins/s", *window, *rate)
+	log.Printf("measuring %s at %.0f check-ins/s", window, rate)
 	var mu sync.Mutex
 	var lat []time.Duration
-	errs := 0
-	interval := time.Duration(float64(time.Second) / *rate)
-	deadline := time.Now().Add(*window)
+	interval := time.Duration(float64(time.Second) / rate)
+	deadline := time.Now().Add(window)
 	sem := make(chan struct{}, 512)
 	next := time.Now()
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -142,7 +214,7 @@ runs:
 			d, err := checkIn(ctx, a)
 			mu.Lock()
 			if err != nil {
-				errs++
+				res.errs++
 			} else {
 				lat = append(lat, d)
 			}
@@ -151,8 +223,16 @@ runs:
 	}
 	wg.Wait()
 	cpuAfter := cpuOf(srv.Process.Pid)
-	walAfter, dbAfter := size(wal), size(filepath.Join(data, "muster.db"))
-	rss := rssOf(srv.Process.Pid)
+	res.rss = rssOf(srv.Process.Pid)
+	if pg != nil {
+		time.Sleep(time.Second) // backends report their statistics at transaction end, at most once a second
+		rows := rowWrites(ctx, pg, schema) - rowsBefore
+		res.growth, res.wrote = fmt.Sprintf("%d rows", rows), rows != 0
+	} else {
+		walAfter, dbAfter := size(wal), size(filepath.Join(data, "muster.db"))
+		res.growth = fmt.Sprintf("WAL %+d B, db %+d B", walAfter-walBefore, dbAfter-dbBefore)
+		res.wrote = walAfter != walBefore || dbAfter != dbBefore
+	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -160,35 +240,32 @@ runs:
 		}
 		return lat[min(len(lat)-1, max(0, int(float64(len(lat))*p/100+0.5)-1))]
 	}
-	cpu := cpuAfter - cpuBefore
-	perCheckIn := 0.0
+	res.checkIns, res.p50, res.p95, res.p99 = len(lat), pct(50), pct(95), pct(99)
 	if len(lat) > 0 {
-		perCheckIn = cpu / float64(len(lat)) * 1000
+		res.cpuPerCheckIn = (cpuAfter - cpuBefore) / float64(len(lat)) * 1000
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Pull mode: check-ins under load\n\n")
-	fmt.Fprintf(&b, "`go run ./bench/pull/checkins`, %s. One `muster server --agent-listen` (SQLite) and %d simulated agents in one\n"+
-		"process, each with its own ed25519 key, certificate and kept-alive mTLS connection, enrolled through the protocol;\n"+
-		"then %.0f check-ins per second spread over all agents for %s, each answered at once (no long poll). No runs\n"+
-		"entry matches the agents, so every check-in is idle: its answer is \"not now, come back at ...\".\n\n",
-		time.Now().UTC().Format("2006-01-02"), *n, *rate, *window)
-	fmt.Fprintf(&b, "| agents | check-ins | errors | p50 ms | p95 ms | p99 ms | server CPU ms / check-in | server RSS MiB | database growth during the window | enrollment |\n")
-	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
-	fmt.Fprintf(&b, "| %d | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %.0f | WAL %+d B, db %+d B | %d in %.1f s |\n\n",
-		*n, len(lat), errs, ms(pct(50)), ms(pct(95)), ms(pct(99)), perCheckIn, float64(rss)/(1<<20),
-		walAfter-walBefore, dbAfter-dbBefore, *n, enrollTook.Seconds())
-	verdict := "PASS"
-	if pct(99) >= 100*time.Millisecond || errs > 0 {
-		verdict = "FAIL"
+	return res
+}
+
+// rowWrites is the rows inserted, updated and deleted in schema's tables
+// so far (0 without a database).
+func rowWrites(ctx context.Context, pg *sql.DB, schema string) int64 {
+	if pg == nil {
+		return 0
 	}
-	writes := "PASS"
-	if walAfter != walBefore || dbAfter != dbBefore {
-		writes = "FAIL"
+	var n int64
+	check(pg.QueryRowContext(ctx, `SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables
+		WHERE schemaname = $1`, schema).Scan(&n))
+	return n
+}
+
+// withSearchPath adds search_path=schema to a postgres:// URL.
+func withSearchPath(url, schema string) string {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
 	}
-	fmt.Fprintf(&b, "- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**.\n", verdict, writes)
-	fmt.Fprintf(&b, "- The client (this benchmark) and the server share the machine's %d cores: %s.\n", runtime.NumCPU(), cpuModel())
-	check(os.WriteFile(*out, b.Bytes(), 0o644))
-	fmt.Print(b.String())
+	return url + sep + "search_path=" + schema
 }
 
 // cpuOf is pid's CPU time in seconds (CLK_TCK is 100 on Linux).

@@ -122,7 +122,7 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 			release()
 			return resp, nil
 		}
-		spec := muster.JobSpec{Command: d.Run.Command, SuccessCodes: d.Run.SuccessCodes, Env: d.Env}
+		spec := muster.JobSpec{Command: d.Run.Command, Task: d.Run.Task, Params: d.Run.Params, SuccessCodes: d.Run.SuccessCodes, Env: d.Env}
 		raw, err := json.Marshal(spec)
 		if err != nil {
 			release()
@@ -161,16 +161,16 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 		release()
 		return resp, fmt.Errorf("run %d: %w", run.ID, err)
 	}
-	command, codes := spec.Command, spec.SuccessCodes
+	command, task, params, codes := spec.Command, spec.Task, spec.Params, spec.SuccessCodes
 	if run.Timeout > 0 { // the job's own (a pulled command job's --timeout)
 		timeout = run.Timeout
 	}
-	if command == "" { // asked for by an operator: the configured run
+	if command == "" && task == "" { // asked for by an operator: the configured run
 		if d.Run == nil {
 			release()
 			return resp, s.refuseUnconfigured(ctx, run)
 		}
-		command, codes = d.Run.Command, d.Run.SuccessCodes
+		command, task, params, codes = d.Run.Command, d.Run.Task, d.Run.Params, d.Run.SuccessCodes
 	}
 	if len(codes) == 0 {
 		codes = []int{0}
@@ -188,7 +188,7 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 	}
 	s.out[run.ID] = handedOut{backend: d.Backend, codes: codes}
 	s.mu.Unlock()
-	resp.Run = &checkin.Run{RunID: run.ID, Attempt: run.Attempt, Command: command, SuccessCodes: codes, Env: env,
+	resp.Run = &checkin.Run{RunID: run.ID, Attempt: run.Attempt, Command: command, Task: task, Params: params, SuccessCodes: codes, Env: env,
 		Timeout: timeout, Backend: d.Backend, LeaseExpires: run.LeaseExpires}
 	if err := s.cfg.Store.NoteNodeRun(ctx, certname, run.ID, now); err != nil {
 		s.log.Warn("recording the node's run", "certname", certname, "err", err)
