@@ -116,10 +116,14 @@ func (o Options) LoadInventory() (*inventory.Inventory, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if path == "" {
-		return inventory.Empty(o.Inventory), "", nil
+	opts, err := inventory.WithProjectConfig(o.Inventory, o.Dir)
+	if err != nil {
+		return nil, "", err
 	}
-	inv, err := inventory.Load(path, o.Inventory)
+	if path == "" {
+		return inventory.Empty(opts), "", nil
+	}
+	inv, err := inventory.Load(path, opts)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,7 +180,7 @@ func (p *Project) Summary() []any {
 	if inv == "" {
 		inv = "none (ad-hoc targets only)"
 	}
-	return []any{"dir", p.Dir, "inventory", inv, "targets", len(p.Inventory.Targets()), "groups", len(p.Inventory.GroupNames()),
+	return []any{"dir", p.Dir, "inventory", inv, "targets", p.Inventory.Len(), "groups", len(p.Inventory.GroupNames()),
 		"tasks", len(p.Tasks.List(true)), "plans", len(p.Plans.List(true))}
 }
 
