@@ -7,11 +7,13 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -81,7 +83,11 @@ Sensitive parameters never appear in output, logs or errors.`,
 				return usagef("task %s does not support noop (its metadata has no \"supports_noop\": true)", tk.Name)
 			}
 			tr := &action.TaskRun{Task: tk, Index: idx, Params: params, Noop: noop, Secrets: tk.Metadata.SensitiveValues(params)}
+			var rubyWarned sync.Once
 			return a.runAction(c, "task", tk.Name, func(ctx context.Context, r *action.Runner, t *muster.Target, o action.Options) *muster.Result {
+				if w := engine.RubyWarning(tk, t); w != "" {
+					rubyWarned.Do(func() { fmt.Fprintf(a.stderr, "Warning: %s\n", w) })
+				}
 				return r.Task(ctx, t, tr, o)
 			})
 		},

@@ -26,6 +26,20 @@ type Runner interface {
 	StepFinished(desc string, results []*muster.Result, elapsed time.Duration)
 }
 
+// Checker is implemented by a Runner that can tell, before a step
+// starts, that it cannot: its script or file is missing, its task is
+// unknown or its parameters do not fit. The plan asks before the step's
+// StepStarted, so such a step fails with a clear error and never prints
+// "Starting" or "Finished", as in Bolt, which loads a task or finds a
+// script before it runs anything.
+type Checker interface {
+	// CheckStep checks one step: action is run_command, run_script,
+	// run_task, upload_file, download_file or wait_until_available;
+	// object the command, script, task or source; params the task's
+	// parameters (nil for other steps).
+	CheckStep(action, object string, params map[string]any, o StepOptions) error
+}
+
 // StepOptions are the per-step options handed to a Runner.
 type StepOptions struct {
 	RunAs       string

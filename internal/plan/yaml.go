@@ -224,7 +224,11 @@ func (l *yamlLoader) params(p *Plan, v *yaml.Node) error {
 					if err := dv.Decode(&d); err != nil {
 						return l.errf(dv.Line, "parameter %q: bad default: %v", k.Value, err)
 					}
-					prm.Default, prm.HasDefault = puppet.Normalize(d), true
+					// As in Bolt, "default: null" (or an empty default) is
+					// no default at all.
+					if d != nil {
+						prm.Default, prm.HasDefault = puppet.Normalize(d), true
+					}
 				default:
 					return l.errf(dk.Line, "parameter %q: unknown key %q (expected type, default or description)", k.Value, dk.Value)
 				}
