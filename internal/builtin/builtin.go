@@ -7,6 +7,10 @@
 // see that it happened). Every task is one POSIX sh script, since a
 // target has nothing installed, and answers with one JSON object on
 // stdout; a failure is Bolt's {"_error": {"kind", "msg", "details"}}.
+// The helpers the scripts share live once, in the muster_common module
+// (files/common.sh), which each task lists in its metadata's "files":
+// muster ships it with the task, as Bolt does, and the script sources it
+// from $PT__installdir.
 //
 // The modules are embedded in the binary. Dir writes them once into a
 // content-addressed directory of the user's cache, which goes last on
@@ -99,6 +103,16 @@ func files() []file {
 // Hash is the hex SHA-256 of the embedded modules (every path, mode and
 // content): the name of the directory Dir writes them to.
 func Hash() string {
+	hashOnce.Do(func() { hashHex = computeHash() })
+	return hashHex
+}
+
+var (
+	hashOnce sync.Once
+	hashHex  string
+)
+
+func computeHash() string {
 	h := sha256.New()
 	for _, f := range files() {
 		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", f.rel, f.mode, len(f.data))
@@ -110,27 +124,19 @@ func Hash() string {
 // hashLen is how much of Hash names the directory.
 const hashLen = 16
 
-var (
-	once    sync.Once
-	onceDir string
-	onceErr error
-)
-
 // Path returns the module path entry of the built-in modules: Dir in
-// <user cache dir>/muster/builtin, written on the first call of the
-// process. Without a user cache directory ($XDG_CACHE_HOME or $HOME) it
-// uses muster-<uid> in the system's temporary directory, which must then
-// be a directory of this user's that only this user can write.
+// <user cache dir>/muster/builtin. Without a user cache directory
+// ($XDG_CACHE_HOME or $HOME) it uses muster-<uid> in the system's
+// temporary directory, which must then be a directory of this user's that
+// only this user can write. Every call checks the copy (Dir), so a copy
+// removed or damaged while the process runs (a cache cleaner) is written
+// again, and a changed $HOME or $XDG_CACHE_HOME is followed.
 func Path() (string, error) {
-	once.Do(func() {
-		base, err := cacheBase()
-		if err != nil {
-			onceErr = err
-			return
-		}
-		onceDir, onceErr = Dir(filepath.Join(base, "muster", "builtin"))
-	})
-	return onceDir, onceErr
+	base, err := cacheBase()
+	if err != nil {
+		return "", err
+	}
+	return Dir(filepath.Join(base, "muster", "builtin"))
 }
 
 func cacheBase() (string, error) {

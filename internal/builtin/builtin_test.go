@@ -59,7 +59,7 @@ func builtinDir(t *testing.T) string {
 }
 
 func TestModules(t *testing.T) {
-	if got, want := Modules(), []string{"facts", "package", "reboot", "service"}; !slices.Equal(got, want) {
+	if got, want := Modules(), []string{"facts", "muster_common", "package", "reboot", "service"}; !slices.Equal(got, want) {
 		t.Errorf("Modules() = %v, want %v", got, want)
 	}
 }
@@ -202,14 +202,23 @@ func TestDirConcurrent(t *testing.T) {
 func TestPathUsesUserCache(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", cache)
-	once = sync.Once{}
-	t.Cleanup(func() { once = sync.Once{} })
 	dir, err := Path()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := filepath.Join(cache, "muster", "builtin", Hash()[:hashLen]); dir != want {
 		t.Errorf("Path = %s, want %s", dir, want)
+	}
+	// A copy removed while the process runs (a cache cleaner) is written
+	// again by the next call, and a new cache directory is followed.
+	must(t, os.RemoveAll(dir))
+	if again, err := Path(); err != nil || again != dir || !intact(dir) {
+		t.Errorf("Path after the copy was removed = %s, %v (intact %v)", again, err, intact(dir))
+	}
+	other := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", other)
+	if moved, err := Path(); err != nil || moved != filepath.Join(other, "muster", "builtin", Hash()[:hashLen]) {
+		t.Errorf("Path with a new XDG_CACHE_HOME = %s, %v", moved, err)
 	}
 }
 

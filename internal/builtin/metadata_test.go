@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,38 +166,31 @@ func TestMetadataValidation(t *testing.T) {
 	}
 }
 
-const (
-	helpersStart = "# >>> muster built-in task helpers"
-	helpersEnd   = "# <<< muster built-in task helpers"
-)
+// helpers is the shared helper file every task ships and sources.
+const helpers = "muster_common/files/common.sh"
 
-// Every task is one POSIX sh script (#!/bin/sh, parsed by dash) and holds
-// the same helper block, so a fix to one reaches all.
-func TestScriptsArePOSIXWithSameHelpers(t *testing.T) {
+// helperFuncs are the functions common.sh defines: no task defines them
+// again (the helpers live in one place, so a fix to one reaches all).
+var helperFuncs = []string{"json_str", "fail", "run", "fail_cmd", "init_pid1", "check_word", "pick_manager"}
+
+// Every script is POSIX sh (parsed by dash and sh); every task is a
+// #!/bin/sh script that lists the shared helpers in its metadata's files
+// and sources them from $PT__installdir, and defines none of them itself.
+func TestScriptsArePOSIXAndShareHelpers(t *testing.T) {
 	dir := builtinDir(t)
-	var first, firstName string
-	err := fs.WalkDir(FS(), ".", func(p string, d fs.DirEntry, err error) error {
+	common, err := fs.ReadFile(FS(), helpers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range helperFuncs {
+		if !strings.Contains(string(common), "\n"+fn+"() {") {
+			t.Errorf("%s does not define %s", helpers, fn)
+		}
+	}
+	tasks := 0
+	err = fs.WalkDir(FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || path.Ext(p) != ".sh" {
 			return err
-		}
-		data, err := fs.ReadFile(FS(), p)
-		if err != nil {
-			return err
-		}
-		s := string(data)
-		if !strings.HasPrefix(s, "#!/bin/sh\n") {
-			t.Errorf("%s does not start with #!/bin/sh", p)
-		}
-		i, j := strings.Index(s, helpersStart), strings.Index(s, helpersEnd)
-		if i < 0 || j < i {
-			t.Errorf("%s has no helper block", p)
-			return nil
-		}
-		block := s[i:j]
-		if first == "" {
-			first, firstName = block, p
-		} else if block != first {
-			t.Errorf("%s's helper block differs from %s's", p, firstName)
 		}
 		for _, shell := range []string{"dash", "sh"} {
 			if _, err := exec.LookPath(shell); err != nil {
@@ -206,13 +200,55 @@ func TestScriptsArePOSIXWithSameHelpers(t *testing.T) {
 				t.Errorf("%s -n %s: %v\n%s", shell, p, err, out)
 			}
 		}
+		if p == helpers {
+			return nil
+		}
+		tasks++
+		data, err := fs.ReadFile(FS(), p)
+		if err != nil {
+			return err
+		}
+		s := string(data)
+		if !strings.HasPrefix(s, "#!/bin/sh\n") {
+			t.Errorf("%s does not start with #!/bin/sh", p)
+		}
+		if !strings.Contains(s, `}/`+helpers+`"`) || !strings.Contains(s, `. "${PT__installdir`) {
+			t.Errorf("%s does not source $PT__installdir/%s", p, helpers)
+		}
+		for _, fn := range helperFuncs {
+			if strings.Contains(s, "\n"+fn+"() {") {
+				t.Errorf("%s defines %s again: use the one in %s", p, fn, helpers)
+			}
+		}
+		meta, err := fs.ReadFile(FS(), strings.TrimSuffix(p, ".sh")+".json")
+		if err != nil {
+			return err
+		}
+		md, _, err := task.ParseMetadata(p, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(md.Files, helpers) {
+			t.Errorf("%s's metadata does not list %s in files: %v", p, helpers, md.Files)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first == "" {
-		t.Fatal("no scripts found")
+	if tasks == 0 {
+		t.Fatal("no task scripts found")
+	}
+}
+
+// Run without its files (outside muster or Bolt), a task says what it
+// needs and fails, rather than running without its helpers.
+func TestTaskWithoutInstallDir(t *testing.T) {
+	cmd := exec.Command("sh", filepath.Join(builtinDir(t), "facts", "tasks", "init.sh"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "PT__installdir") || !strings.Contains(string(out), "run this task with muster or Bolt") {
+		t.Errorf("without PT__installdir: %v\n%s", err, out)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 )
 
 // run runs a built-in task's script with sh as Bolt's environment input
-// method does (PT_<name> variables), and returns its stdout as the JSON
-// object every result must be, with the exit code. env adds variables
-// (such as PATH) to the test's environment.
+// method does (PT_<name> variables, PT__installdir the directory holding
+// the task's files: the built-in modules' copy has their layout), and
+// returns its stdout as the JSON object every result must be, with the
+// exit code. env adds variables (such as PATH) to the test's environment.
 func run(t *testing.T, script string, params map[string]string, env ...string) (map[string]any, int) {
 	t.Helper()
 	cmd := exec.Command("sh", filepath.Join(builtinDir(t), script))
@@ -24,6 +25,7 @@ func run(t *testing.T, script string, params map[string]string, env ...string) (
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, "PT__installdir="+builtinDir(t))
 	for k, v := range params {
 		cmd.Env = append(cmd.Env, "PT_"+k+"="+v)
 	}

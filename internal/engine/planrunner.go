@@ -12,6 +12,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/apply"
 	"github.com/muster-run/muster/internal/executor"
 	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/plan"
@@ -22,7 +23,9 @@ import (
 // PlanRunner carries out a plan's steps (plan.Runner) with one action
 // runner, so every step shares the run's open connections. The CLI's
 // 'plan run' and a queued plan job use it alike; they differ only in
-// where progress goes (Out) and what vets targets (Allow).
+// where progress goes (Out) and what vets targets (Allow). Its resources
+// steps (plan.Applier) apply Puppet code with one apply.Applier per run:
+// call Cleanup when the plan is done.
 type PlanRunner struct {
 	Inventory *inventory.Inventory
 	Tasks     *task.Index
@@ -51,6 +54,9 @@ type PlanRunner struct {
 	Warn func(msg string)
 
 	warned sync.Map
+
+	applyOnce sync.Once
+	ap        *apply.Applier // the run's applier (planapply.go)
 }
 
 // warn says msg once per run.
@@ -179,6 +185,9 @@ func (p *PlanRunner) CheckStep(action, object string, params map[string]any, o p
 		return err
 	case "run_task":
 		_, _, err := p.task(object, params, o)
+		return err
+	case "apply":
+		_, err := manifest(params["resources"])
 		return err
 	}
 	return nil

@@ -291,7 +291,11 @@ func (rs *runState) act(action, object string, params map[string]any, targets []
 		return &puppet.ResultSet{}, nil
 	}
 	desc := o.Description
-	if desc == "" {
+	switch {
+	case desc != "":
+	case object == "": // apply, apply_prep: "apply", "apply prep"
+		desc = strings.ReplaceAll(action, "_", " ")
+	default:
 		desc = fmt.Sprintf("%s '%s'", strings.TrimPrefix(action, "run_"), object)
 	}
 	rs.r.StepStarted(desc, targets)
@@ -317,7 +321,11 @@ func runFailure(action, object string, set *puppet.ResultSet) *muster.Error {
 	if n == 1 {
 		s = ""
 	}
-	return &muster.Error{Kind: KindRunFailure, Msg: fmt.Sprintf("%s '%s' failed on %d target%s", action, object, n, s),
+	what := fmt.Sprintf("%s '%s'", action, object)
+	if object == "" {
+		what = action
+	}
+	return &muster.Error{Kind: KindRunFailure, Msg: fmt.Sprintf("%s failed on %d target%s", what, n, s),
 		Details: map[string]any{"action": action, "object": object, "result_set": set.Results()}}
 }
 

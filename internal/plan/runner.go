@@ -34,9 +34,10 @@ type Runner interface {
 // script before it runs anything.
 type Checker interface {
 	// CheckStep checks one step: action is run_command, run_script,
-	// run_task, upload_file, download_file or wait_until_available;
-	// object the command, script, task or source; params the task's
-	// parameters (nil for other steps).
+	// run_task, upload_file, download_file, wait_until_available, apply
+	// or apply_prep; object the command, script, task or source; params
+	// the task's parameters, or {"resources": list} for apply (nil for
+	// other steps).
 	CheckStep(action, object string, params map[string]any, o StepOptions) error
 }
 
@@ -66,3 +67,21 @@ type Batch struct {
 
 // IsZero reports whether b asks for no rolling execution.
 func (b Batch) IsZero() bool { return b == Batch{} }
+
+// Applier is implemented by a Runner that applies Puppet code on targets
+// with Puppet there (muster's engine, through internal/apply): a YAML
+// plan's resources step, and apply and apply_prep in Starlark plans. A
+// Runner without it fails those steps with a clear error.
+type Applier interface {
+	// ApplyResources turns a resources list (Bolt's declarations, as the
+	// plan evaluated them) into a manifest and applies it on every
+	// target; each result is Bolt's ApplyResult (action "apply"). An
+	// error (a bad declaration, naming its index and field) means
+	// nothing ran. A Checker checks the list before the step starts, as
+	// CheckStep("apply", "", {"resources": list}, o).
+	ApplyResources(ctx context.Context, targets []*muster.Target, resources any, o StepOptions) ([]*muster.Result, error)
+	// ApplyPrep is Bolt's apply_prep: it checks that Puppet runs on each
+	// target and, with install, installs the OS's package where it is
+	// missing; a target without Puppet fails.
+	ApplyPrep(ctx context.Context, targets []*muster.Target, install bool, o StepOptions) ([]*muster.Result, error)
+}

@@ -25,6 +25,8 @@ func builtins() starlark.StringDict {
 		"upload_file":          b("upload_file", starAction),
 		"download_file":        b("download_file", starAction),
 		"wait_until_available": b("wait_until_available", starAction),
+		"apply":                b("apply", starApply),
+		"apply_prep":           b("apply_prep", starApply),
 		"run_plan":             b("run_plan", starRunPlan),
 		"get_targets":          b("get_targets", starGetTargets),
 		"sleep":                b("sleep", starSleep),

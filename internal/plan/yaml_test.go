@@ -236,7 +236,9 @@ func loadErr(t *testing.T, src string) string {
 
 func TestLoadErrors(t *testing.T) {
 	cases := []struct{ src, want string }{
-		{"steps:\n  - resources:\n      - package: nginx\n    targets: all\n", "p.yaml:2: resources steps (Puppet apply) are not supported by muster"},
+		{"steps:\n  - resources:\n      - package: nginx\n", "p.yaml:2: a resources step needs targets"},
+		{"steps:\n  - resources: nginx\n    targets: all\n", "p.yaml:2: resources must be a list of resource declarations"},
+		{"steps:\n  - resources: []\n    targets: all\n    env_vars: {A: b}\n", `p.yaml:4: unknown key "env_vars" for a resources step`},
 		{"steps:\n  - eval: $x\n", "p.yaml:2: undefined variable $x"},
 		{"steps:\n  - message: hi\n  - eval: |\n      frobnicate(1)\n", `p.yaml:4: unsupported construct: unknown function "frobnicate"`},
 		{"parameters:\n  a: {type: Array}\nsteps:\n  - eval: $a.frob\n", `p.yaml:4: unsupported construct: unknown method "frob"`},

@@ -98,7 +98,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		}
 	}
 	obj, isStr := action.(string)
-	if !isStr && st.kind != "plan" {
+	if !isStr && st.kind != "plan" && st.kind != "resources" {
 		return nil, errf("%s must be a string, got %s", st.kind, puppet.TypeName(action))
 	}
 	switch st.kind {
@@ -137,6 +137,8 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		return rs.act("download_file", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.Download(rs.ctx, targets, obj, dest, o)
 		})
+	case "resources":
+		return rs.applyResources(targets, action, o, catch)
 	case "plan":
 		name, ok := action.(string)
 		if !ok {
