@@ -47,7 +47,9 @@ object, @file.json, or - for standard input.
 Each run costs one SSH channel per target: the task's files travel with
 the first run in the same channel and stay cached (by content hash, in a
 private directory) for the rest of the process, removed when it ends.
-Sensitive parameters never appear in output, logs or errors.`,
+Sensitive parameters never appear in output, logs or errors.
+
+` + rerunHelp,
 		Example: `  muster task run package action=status name=nginx -t web
   muster task run mymod::deploy --params @params.json -t 'app*' --run-as root
   muster task run mymod::migrate --noop -t db1 --format json`,

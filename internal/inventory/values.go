@@ -218,6 +218,19 @@ func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
 				if _, err := p.str(o.val, ctx, what); err != nil {
 					return err
 				}
+			case "known-hosts": // one file, or a list of files
+				items := []*yaml.Node{o.val}
+				if o.val.Kind == yaml.SequenceNode && len(o.val.Content) > 0 {
+					items = o.val.Content
+				}
+				for _, it := range items {
+					if isRef(it) {
+						continue
+					}
+					if s, err := p.str(it, ctx, what); err != nil || s == "" {
+						return p.errf(line(it), "%s%s must be a file path or a list of file paths", ctx, what)
+					}
+				}
 			}
 		}
 	}
