@@ -3,21 +3,23 @@
 # the tests themselves on random ports), sudo, a throwaway PostgreSQL cluster
 # (or MUSTER_TEST_POSTGRES_URL), SQLite, and the local machine.
 # Installs what is missing from Debian's packages when run as root (ruby is
-# there for the Ruby task tests; python3 and perl come with Debian).
+# there for the Ruby task tests, puppet for apply and resources steps;
+# python3 and perl come with Debian).
 #
 #   scripts/test.sh            everything (what CI runs)
 #   FUZZTIME=1000000x scripts/test.sh   longer fuzzing (executions per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/apt-install.sh openssh-server openssh-client sudo tar ruby
+scripts/apt-install.sh openssh-server openssh-client sudo tar ruby puppet
 if [ "$(id -u)" -eq 0 ]; then
   mkdir -p /run/sshd && chmod 755 /run/sshd
 fi
-# The ssh and PostgreSQL tests must really run here: a missing sshd or
-# database is a failure, not a skip.
+# The ssh, PostgreSQL and Puppet tests must really run here: a missing
+# sshd, database or puppet is a failure, not a skip.
 export MUSTER_TEST_REQUIRE_SSHD=1
 export MUSTER_TEST_REQUIRE_POSTGRES=1
+export MUSTER_TEST_REQUIRE_PUPPET=1
 if [ -z "${MUSTER_TEST_POSTGRES_URL:-}" ]; then
   echo "==> starting a throwaway PostgreSQL cluster"
   eval "$(scripts/pgtest.sh)"

@@ -21,11 +21,21 @@ func (a *app) commandCommand() *cobra.Command {
 The command runs on one channel of a connection that stays open for the
 whole run. COMMAND may be '@file' to read it from a file, or '-' to read it
 from standard input. Exit code: 0 when it succeeded everywhere, 1 when any
-target failed, 2 for a usage error, 130 when interrupted.`,
+target failed, 2 for a usage error, 130 when interrupted.
+
+Connection flags (--user, --port, --private-key, --password-prompt,
+--host-key-check or --no-host-key-check, --known-hosts, --connect-timeout,
+--run-as, --tmpdir) override the inventory's settings; a user or port
+written in a target's URI still wins. (Bolt ranks its inventory above
+these flags.) --log-level debug shows how each target is reached.
+
+` + rerunHelp,
 		Example: `  muster command run 'uptime' -t all
   muster command run 'systemctl is-active nginx' -t web --format json
   muster command run 'apt-get -y upgrade' -t 'db*' --run-as root --concurrency 10 --timeout 10m
-  muster command run 'echo $GREETING' -t localhost --env-var GREETING=hello`,
+  muster command run 'echo $GREETING' -t localhost --env-var GREETING=hello
+  muster command run 'systemctl restart nginx' --rerun failure --run-as root
+  muster command run 'id -un' -t web --user deploy --port 2222 --known-hosts ./known_hosts`,
 		Args: exactArgs(1, "one COMMAND (quote it)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			line, err := a.commandText(args[0])
@@ -72,11 +82,12 @@ target, run it with ARGS, and remove the directory, all in a single SSH
 channel: the script travels on the command's standard input. A script
 without a shebang line runs with /bin/sh.
 
-` + scriptArgsHelp,
+` + scriptArgsHelp + "\n\n" + rerunHelp,
 		Example: `  muster script run ./health.sh -t web
   muster script run ./health.sh --deep -t web
   muster script run ./rotate-logs.sh --keep 7 -t all --run-as root
-  muster script run ./check.sh -t 'db*' --format json -- --verbose -t quick`,
+  muster script run ./check.sh -t 'db*' --format json -- --verbose -t quick
+  muster script run ./health.sh --rerun failure`,
 	}
 	withScriptArgs(run, func(c *cobra.Command, script string, scriptArgs []string) error {
 		content, err := os.ReadFile(script)
@@ -100,9 +111,12 @@ every file keeps its mode. The copy is packed once, streamed to each target
 in one channel, unpacked in a private temporary directory and moved into
 place, so a failed transfer never leaves a half-written DEST. A relative
 DEST is relative to the login user's home directory. With --run-as the
-files are written as that user. Targets need tar, as every Linux has.`,
+files are written as that user. Targets need tar, as every Linux has.
+
+` + rerunHelp,
 		Example: `  muster file upload ./nginx.conf /etc/nginx/nginx.conf -t web --run-as root
-  muster file upload ./site/ /srv/www/site -t web`,
+  muster file upload ./site/ /srv/www/site -t web
+  muster file upload ./nginx.conf /etc/nginx/nginx.conf --rerun failure --run-as root`,
 		Args: exactArgs(2, "SRC and DEST"),
 		RunE: func(c *cobra.Command, args []string) error {
 			archive, err := action.Pack(args[0])

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +23,7 @@ type globalFlags struct {
 	modulepath    string
 	format        string
 	verbose       bool
+	logLevel      logLevel
 
 	targets     []string
 	concurrency int
@@ -36,8 +40,18 @@ type globalFlags struct {
 	privateKey     string
 	passwordPrompt bool
 	hostKeyCheck   bool
+	noHostKeyCheck bool
+	knownHosts     string
 	connectTimeout int
 	transport      string
+
+	rerun       string
+	noSaveRerun bool
+
+	// conn caches the connection settings read from the flags (the
+	// password is asked for once): the inventory's defaults and the SSH
+	// transport's overrides.
+	conn *connSettings
 
 	batch       string
 	canary      int
@@ -51,7 +65,9 @@ func (f *globalFlags) registerGlobal(root *cobra.Command) {
 	p.StringVarP(&f.inventoryFile, "inventoryfile", "i", "", "inventory file (default: inventory.yaml in the project directory)")
 	p.StringVarP(&f.modulepath, "modulepath", "m", "", "directories holding modules, separated by ':' (default: modules and site-modules in the project directory)")
 	p.StringVar(&f.format, "format", "human", "output format: human or json (Bolt's JSON shape)")
-	p.BoolVarP(&f.verbose, "verbose", "v", false, "show more: 'Started on' lines, warnings about unknown keys")
+	p.BoolVarP(&f.verbose, "verbose", "v", false, "show more output: 'Started on' lines, each target's result in plans, warnings about unknown keys")
+	f.logLevel = levelWarn
+	p.Var(&f.logLevel, "log-level", "messages to print on stderr, as Bolt's --log-level: trace, debug (each SSH connection's user, address, key and known_hosts files), info, warn (default: warnings), error or fatal (no warnings)")
 }
 
 // registerTargets adds -t.
@@ -69,13 +85,17 @@ func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
 	fl.StringVar(&f.runAs, "run-as", "", "run as this user through sudo (skipped when it is the login user)")
 	fl.BoolVar(&f.sudoPasswordPrompt, "sudo-password-prompt", false, "ask for the sudo password on the terminal (or set MUSTER_SUDO_PASSWORD)")
 	fl.StringVar(&f.tmpdir, "tmpdir", "", "directory on the target for temporary files (default /tmp)")
-	fl.StringVarP(&f.user, "user", "u", "", "SSH login user, where the inventory sets none")
-	fl.IntVar(&f.port, "port", 0, "SSH port, where the inventory sets none")
-	fl.StringVar(&f.privateKey, "private-key", "", "SSH private key file, where the inventory sets none")
-	fl.BoolVar(&f.passwordPrompt, "password-prompt", false, "ask for the SSH password on the terminal (or set MUSTER_PASSWORD)")
-	fl.BoolVar(&f.hostKeyCheck, "host-key-check", true, "check host keys against known_hosts; --host-key-check=false skips the check")
-	fl.IntVar(&f.connectTimeout, "connect-timeout", 0, "seconds to wait for a connection (default 10)")
+	fl.StringVarP(&f.user, "user", "u", "", "SSH login user; overrides the inventory (a user in a target's URI still wins)")
+	fl.IntVar(&f.port, "port", 0, "SSH port; overrides the inventory (a port in a target's URI still wins)")
+	fl.StringVar(&f.privateKey, "private-key", "", "SSH private key file; overrides the inventory")
+	fl.BoolVar(&f.passwordPrompt, "password-prompt", false, "ask for the SSH password on the terminal (or set MUSTER_PASSWORD); overrides the inventory")
+	fl.BoolVar(&f.hostKeyCheck, "host-key-check", true, "check host keys against known_hosts; --host-key-check=false skips the check; overrides the inventory")
+	fl.BoolVar(&f.noHostKeyCheck, "no-host-key-check", false, "do not check host keys (Bolt's spelling of --host-key-check=false)")
+	fl.StringVar(&f.knownHosts, "known-hosts", "", "check host keys against this known_hosts file only (the inventory's ssh known-hosts setting); overrides the inventory")
+	fl.IntVar(&f.connectTimeout, "connect-timeout", 0, "seconds to wait for a connection (default 10); overrides the inventory")
 	fl.StringVar(&f.transport, "transport", "", "transport for targets that name none: ssh (default) or local")
+	fl.StringVar(&f.rerun, "rerun", "", "act on the targets of the last run instead of -t: failure, success or all (from the project's .rerun.json)")
+	fl.BoolVar(&f.noSaveRerun, "no-save-rerun", false, "do not record this run's targets and statuses in .rerun.json")
 	fl.StringVar(&f.batch, "batch", "", "rolling run: at most this many targets (5) or this share of them (10%) at once")
 	fl.IntVar(&f.canary, "canary", 0, "run this many targets first, alone; if any fails, start no others")
 	fl.StringVar(&f.maxFailures, "max-failures", "", "stop starting targets once more than this many (2) or this share (10%) have failed")
@@ -85,16 +105,46 @@ func (f *globalFlags) registerRun(c *cobra.Command, envVars bool) {
 	}
 }
 
-// defaults turns connection flags into the lowest-precedence inventory
-// config, as Bolt does: inventory config and target URIs override them.
+// connSettings are the connection flags, read once per invocation.
+type connSettings struct {
+	defaults map[string]any // the inventory's lowest-precedence config
+	override map[string]any // the SSH transport's Override
+}
+
+// defaults turns the connection flags into the inventory's
+// lowest-precedence config, so that targets the inventory leaves unset
+// (and ad-hoc targets) take them.
 func (f *globalFlags) defaults(c *cobra.Command) (map[string]any, error) {
+	cs, err := f.connection(c)
+	if err != nil {
+		return nil, err
+	}
+	return cs.defaults, nil
+}
+
+// sshOverride returns the SSH settings given on the command line, which
+// override the inventory's (see ssh.Options.Override); nil for none or
+// before the flags were read.
+func (f *globalFlags) sshOverride() map[string]any {
+	if f.conn == nil {
+		return nil
+	}
+	return f.conn.override
+}
+
+// connection reads and checks the connection flags once: a password is
+// asked for only the first time.
+func (f *globalFlags) connection(c *cobra.Command) (*connSettings, error) {
+	if f.conn != nil {
+		return f.conn, nil
+	}
 	ssh := map[string]any{}
 	cfg := map[string]any{}
-	set := func(name string) bool { return c.Flags().Changed(name) }
+	set := func(name string) bool { return c.Flags().Lookup(name) != nil && c.Flags().Changed(name) }
 	if f.user != "" {
 		ssh["user"] = f.user
 	}
-	if f.port != 0 {
+	if set("port") || f.port != 0 {
 		if f.port < 1 || f.port > 65535 {
 			return nil, usagef("--port %d is out of range 1-65535", f.port)
 		}
@@ -106,8 +156,27 @@ func (f *globalFlags) defaults(c *cobra.Command) (map[string]any, error) {
 		}
 		ssh["private-key"] = f.privateKey
 	}
-	if set("host-key-check") {
+	if f.noHostKeyCheck && set("host-key-check") && f.hostKeyCheck {
+		return nil, usagef("--no-host-key-check and --host-key-check contradict each other: give one")
+	}
+	switch {
+	case f.noHostKeyCheck:
+		ssh["host-key-check"] = false
+	case set("host-key-check"):
 		ssh["host-key-check"] = f.hostKeyCheck
+	}
+	if f.knownHosts != "" {
+		if f.noHostKeyCheck || !f.hostKeyCheck {
+			return nil, usagef("--known-hosts needs the host key check: drop --no-host-key-check")
+		}
+		abs, err := filepath.Abs(f.knownHosts)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			return nil, usagef("--known-hosts: %v", err)
+		}
+		ssh["known-hosts"] = abs
 	}
 	if f.connectTimeout < 0 {
 		return nil, usagef("--connect-timeout must be positive, got %d", f.connectTimeout)
@@ -133,7 +202,12 @@ func (f *globalFlags) defaults(c *cobra.Command) (map[string]any, error) {
 	if len(ssh) > 0 {
 		cfg["ssh"] = ssh
 	}
-	return cfg, nil
+	override := make(map[string]any, len(ssh))
+	for k, v := range ssh {
+		override[k] = v
+	}
+	f.conn = &connSettings{defaults: cfg, override: override}
+	return f.conn, nil
 }
 
 // env parses --env-var K=V flags.
@@ -216,3 +290,66 @@ func (f *globalFlags) rolling() (*executor.Rolling, error) {
 	}
 	return r, nil
 }
+
+// logLevel is --log-level: which messages print on stderr, with Bolt's
+// level names.
+type logLevel int
+
+const (
+	levelTrace logLevel = iota
+	levelDebug
+	levelInfo
+	levelWarn
+	levelError
+	levelFatal
+)
+
+var (
+	logLevelNames = []string{"trace", "debug", "info", "warn", "error", "fatal"}
+	logPrefixes   = []string{"Trace", "Debug", "Info", "Warning", "Error", "Fatal"}
+)
+
+func (l *logLevel) String() string {
+	if int(*l) < len(logLevelNames) {
+		return logLevelNames[*l]
+	}
+	return "warn"
+}
+
+// Set accepts Bolt's level names, in any case ("warning" too).
+func (l *logLevel) Set(s string) error {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "warning" {
+		s = "warn"
+	}
+	for i, n := range logLevelNames {
+		if s == n {
+			*l = logLevel(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("use %s", strings.Join(logLevelNames, ", "))
+}
+
+func (l *logLevel) Type() string { return "level" }
+
+// logMu serialises messages from concurrent connections.
+var logMu sync.Mutex
+
+// logf prints a message of level at on stderr when --log-level lets it
+// through, prefixed with its level ("Debug: ...").
+func (a *app) logf(at logLevel, format string, args ...any) {
+	if at < a.flags.logLevel {
+		return
+	}
+	msg := fmt.Sprintf("%s: %s\n", logPrefixes[at], fmt.Sprintf(format, args...))
+	logMu.Lock()
+	defer logMu.Unlock()
+	io.WriteString(a.stderr, msg)
+}
+
+// warnf prints a warning unless --log-level is error or fatal.
+func (a *app) warnf(format string, args ...any) { a.logf(levelWarn, format, args...) }
+
+// debugf prints a debug message with --log-level debug or trace.
+func (a *app) debugf(format string, args ...any) { a.logf(levelDebug, format, args...) }

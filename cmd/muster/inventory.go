@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/inventory"
+	"github.com/muster-run/muster/internal/puppet"
 	"github.com/muster-run/muster/internal/target"
 )
 
@@ -22,7 +24,8 @@ func (a *app) inventoryCommand() *cobra.Command {
 		Long: `Resolve -t (default: all) against the inventory and print the targets, in
 the same order an action would use. --detail prints each target's merged
 config, vars, facts, features and groups after Bolt's merge rules.
-Passwords and inline keys are shown as "[redacted]".`,
+Passwords, inline keys and every value from the pkcs7 or prompt plugin
+are shown as "[redacted]".`,
 		Example: `  muster inventory show
   muster inventory show -t 'web*,db1' --detail
   muster inventory show -t all --format json`,
@@ -48,16 +51,16 @@ Passwords and inline keys are shown as "[redacted]".`,
 			}
 			var known, adhoc []*muster.Target
 			for _, t := range targets {
-				if _, ok := inv.Target(t.Name); ok {
+				if inv.Has(t.Name) {
 					known = append(known, t)
 				} else {
 					adhoc = append(adhoc, t)
 				}
 			}
 			if a.flags.format == "json" {
-				return a.inventoryJSON(inv.File(), known, adhoc, targets, detail)
+				return a.inventoryJSON(inv, known, adhoc, targets, detail)
 			}
-			return a.inventoryHuman(inv.File(), known, adhoc, targets, detail)
+			return a.inventoryHuman(inv, known, adhoc, targets, detail)
 		},
 	}
 	show.Flags().StringArrayVarP(&a.flags.targets, "targets", "t", nil, "targets to show (default all)")
@@ -65,15 +68,40 @@ Passwords and inline keys are shown as "[redacted]".`,
 	return group("inventory", "Inspect the inventory", show)
 }
 
-func detailOf(t *muster.Target) map[string]any {
+func detailOf(inv *inventory.Inventory, t *muster.Target) map[string]any {
 	alias := t.Alias
 	if alias == nil {
 		alias = []string{}
 	}
-	return map[string]any{
+	d := map[string]any{
 		"name": t.Name, "uri": t.URI, "alias": alias,
-		"config": redact(t.Config), "vars": nonNil(t.Vars), "facts": nonNil(t.Facts),
+		"config": redact(t.Config), "vars": puppet.DeepCopy(nonNil(t.Vars)), "facts": puppet.DeepCopy(nonNil(t.Facts)),
 		"features": t.SortedFeatures(), "groups": t.Groups,
+	}
+	// values from secret-bearing plugins (pkcs7, prompt)
+	for _, p := range inv.Sensitive(t.Name) {
+		redactPath(d, p)
+	}
+	return d
+}
+
+// redactPath replaces the value at path p of m (a copy) with "[redacted]".
+func redactPath(m map[string]any, p []string) {
+	for i, k := range p {
+		v, ok := m[k]
+		if !ok {
+			return
+		}
+		if i == len(p)-1 {
+			m[k] = "[redacted]"
+			return
+		}
+		sub, ok := v.(map[string]any)
+		if !ok {
+			m[k] = "[redacted]"
+			return
+		}
+		m = sub
 	}
 }
 
@@ -102,12 +130,13 @@ func redact(m map[string]any) map[string]any {
 	return out
 }
 
-func (a *app) inventoryJSON(file string, known, adhoc, all []*muster.Target, detail bool) error {
+func (a *app) inventoryJSON(inv *inventory.Inventory, known, adhoc, all []*muster.Target, detail bool) error {
+	file := inv.File()
 	var doc any
 	if detail {
 		ds := make([]any, len(all))
 		for i, t := range all {
-			ds[i] = detailOf(t)
+			ds[i] = detailOf(inv, t)
 		}
 		doc = map[string]any{"targets": ds, "count": len(all)}
 	} else {
@@ -125,11 +154,12 @@ func (a *app) inventoryJSON(file string, known, adhoc, all []*muster.Target, det
 	return err
 }
 
-func (a *app) inventoryHuman(file string, known, adhoc, all []*muster.Target, detail bool) error {
+func (a *app) inventoryHuman(inv *inventory.Inventory, known, adhoc, all []*muster.Target, detail bool) error {
+	file := inv.File()
 	var b strings.Builder
 	if detail {
 		for _, t := range all {
-			d, _ := json.MarshalIndent(detailOf(t), "  ", "  ")
+			d, _ := json.MarshalIndent(detailOf(inv, t), "  ", "  ")
 			fmt.Fprintf(&b, "%s\n  %s\n", t.Name, d)
 		}
 	} else {

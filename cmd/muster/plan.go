@@ -32,8 +32,30 @@ handshake per target however many steps it has. Steps and the whole plan
 can run in rolling batches (--batch, --canary, --max-failures, --pause, or
 batch/canary/max_failures/pause keys on a step).
 
+Scripts and files are found as in Bolt: <module>/scripts/<path>,
+<module>/files/<path>, <module>/<path> (under the module's files/), then a
+path relative to the project, then an absolute path. A step whose script,
+file or task cannot be found fails before it starts, naming every place
+tried (exit 2).
+
+A resources step (Bolt's: a list of resource declarations, with targets and
+optional noop) is applied with Puppet on the targets, as 'muster apply' does:
+one manifest and the module path per target, puppet apply --detailed-exitcodes,
+a ResultSet of ApplyResults. A declaration Puppet cannot take fails before
+the step starts, naming the plan's file and line. Starlark plans have
+apply(targets, resources, noop=False) and apply_prep(targets, install=False).
+
 Human output shows each step as it starts and finishes; --stream shows
-target output live; --format json prints the plan's return value.`,
+target output live; --format json prints the plan's return value. verbose
+steps and out::verbose print only with --verbose (which also shows each
+target's result). A task's "_sensitive" output is always shown as
+"Sensitive [value redacted]".
+
+--rerun fills the plan's targets from the last run's .rerun.json; a plan
+that returns a ResultSet (or fails in a step) records it there, as in
+Bolt, and one that returns anything else removes it.
+
+` + rerunHelp,
 		Example: `  muster plan run deploy::rolling -t web version=1.4.2
   muster plan run ops::reboot -t 'app*' --batch 10% --canary 1 --max-failures 2`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -91,6 +113,9 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	if err != nil {
 		return err
 	}
+	if _, err := a.applyRerun(); err != nil { // --rerun fills -t
+		return err
+	}
 	idx, err := a.planIndex()
 	if err != nil {
 		return err
@@ -136,6 +161,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	}
 	pr := &engine.PlanRunner{Inventory: inv, Tasks: tasks, Runner: runner, Action: opts, Dir: dir,
 		Concurrency: a.flags.concurrency, Timeout: a.flags.timeout, Out: progress}
+	pr.Warn = func(msg string) { a.warnf("%s", msg) }
 	if a.flags.stream {
 		pr.Action.Stream = output.NewStream(a.stdout, nil).Writers
 	}
@@ -159,10 +185,12 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 	}
 	start := time.Now()
 	pr.Say("Starting: plan %s", p.Name)
-	ret, err := p.Run(c.Context(), pr, params, plan.Options{Concurrency: a.flags.concurrency, Index: idx, Batch: batch})
+	ret, err := p.Run(c.Context(), pr, params, plan.Options{Concurrency: a.flags.concurrency, Index: idx, Batch: batch, Verbose: a.flags.verbose})
 	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(c.Context()), 30*time.Second)
+	pr.Cleanup(cleanupCtx) // what resources steps kept on targets
 	runner.Cleanup(cleanupCtx)
 	cancel()
+	a.savePlanRerun(ret, err)
 	if err != nil {
 		var le *plan.LoadError
 		if errors.As(err, &le) || muster.KindOf(err) == muster.KindInvalid {
@@ -173,6 +201,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 		return errFailedRun
 	}
 	pr.Say("Finished: plan %s in %s", p.Name, time.Since(start).Round(10*time.Millisecond))
+	ret = output.RedactValue(ret) // a task's _sensitive value is never printed
 	if a.flags.format == "json" {
 		return a.printJSON(ret)
 	}
@@ -186,7 +215,7 @@ func (a *app) runPlan(c *cobra.Command, name string, args []string, paramsFlag s
 }
 
 func (a *app) printPlanError(err error) {
-	e := muster.AsError(err, plan.KindPlanFailure)
+	e := output.RedactError(muster.AsError(err, plan.KindPlanFailure))
 	if a.flags.format == "json" {
 		b, _ := json.MarshalIndent(e, "", "  ")
 		fmt.Fprintln(a.stdout, string(b))

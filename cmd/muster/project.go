@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/builtin"
+	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/project"
 	"github.com/muster-run/muster/internal/target"
@@ -44,7 +48,9 @@ func checkDir(from, p string) (string, error) {
 
 // projectOptions turns --project, --inventoryfile, --modulepath and the
 // connection flags (the inventory's lowest-precedence defaults, as in
-// Bolt) into the project's options.
+// Bolt) into the project's options. The built-in modules go last on the
+// module path, and the inventory's task plugin runs tasks on localhost.
+// The CLI's commands and the server load their project with these.
 func (a *app) projectOptions(c *cobra.Command) (project.Options, error) {
 	dir, err := a.projectDir()
 	if err != nil {
@@ -53,6 +59,12 @@ func (a *app) projectOptions(c *cobra.Command) (project.Options, error) {
 	o := project.Options{Dir: dir, InventoryFile: a.flags.inventoryFile}
 	if a.flags.modulepath != "" {
 		o.ModulePath = filepath.SplitList(a.flags.modulepath)
+	}
+	if o.Builtin, err = builtin.Path(); err != nil {
+		// Without them the project's own modules still work.
+		if _, dup := builtinWarned.LoadOrStore(a, true); !dup {
+			fmt.Fprintf(a.stderr, "Warning: the built-in modules (package, service, facts, reboot) are not available: %v\n", err)
+		}
 	}
 	o.Inventory.Defaults = map[string]any{}
 	if c != nil && c.Flags().Lookup("targets") != nil {
@@ -63,7 +75,30 @@ func (a *app) projectOptions(c *cobra.Command) (project.Options, error) {
 	if a.flags.verbose {
 		o.Inventory.Warnf = func(format string, args ...any) { fmt.Fprintf(a.stderr, "Warning: "+format+"\n", args...) }
 	}
+	o.Inventory.RunTask = a.inventoryTask(o)
 	return o, nil
+}
+
+// builtinWarned holds the apps that said the built-in modules are
+// missing: once per command, however often it loads the project.
+var builtinWarned sync.Map
+
+// inventoryTask is the inventory's task plugin: it runs a task from the
+// project's module path on localhost, with the local transport, through
+// the engine, and returns its result. Each call indexes the module path
+// then (a server's project may have reloaded) and has its own runner,
+// whose task cache is removed when the task is done. The plugin's
+// results are cached per run by the inventory.
+func (a *app) inventoryTask(o project.Options) func(ctx context.Context, name string, params map[string]any) (map[string]any, error) {
+	return func(ctx context.Context, name string, params map[string]any) (map[string]any, error) {
+		idx, err := o.Tasks()
+		if err != nil {
+			return nil, err
+		}
+		runner, closeRunner := newLocalRunner()
+		defer closeRunner()
+		return engine.LocalTask(ctx, runner, idx, name, params, func(msg string) { fmt.Fprintf(a.stderr, "Warning: %s\n", msg) })
+	}
 }
 
 // loadInventory reads --inventoryfile, or inventory.yaml in the project

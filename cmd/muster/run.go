@@ -26,8 +26,15 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	if err != nil {
 		return err
 	}
-	_, targets, err := a.resolveTargets(c)
+	rerun, err := a.applyRerun()
 	if err != nil {
+		return err
+	}
+	var targets []*muster.Target
+	if rerun == 0 {
+		// As in Bolt, a rerun of nothing acts on no target.
+		a.warnf("--rerun %s: the last run recorded no target with that status; nothing to do", a.flags.rerun)
+	} else if _, targets, err = a.resolveTargets(c); err != nil {
 		return err
 	}
 	if opts.SudoPassword, err = a.flags.sudoPassword(); err != nil {
@@ -55,6 +62,7 @@ func (a *app) runAction(c *cobra.Command, name, object string, fn actionFunc) er
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(c.Context()), 30*time.Second)
 	runner.Cleanup(cleanupCtx)
 	cancelCleanup()
+	a.saveRerun(results)
 	if err := printer.Finish(results, time.Since(start), a.interrupted.Load()); err != nil {
 		return err
 	}
@@ -150,10 +158,19 @@ func isTerminal(w any) bool {
 //
 // The CLI's run never retries a failed SSH authentication; the server
 // passes its --auth-retry-after, so later jobs try a fixed key again.
+//
+// Without options (the CLI's runs), the command line's connection flags
+// override every target's SSH settings, and --log-level debug shows each
+// connection's endpoint and credentials' sources (never a secret).
 func (a *app) newRunner(sshOpts ...ssh.Options) (*action.Runner, func()) {
 	var o ssh.Options
 	if len(sshOpts) > 0 {
 		o = sshOpts[0]
+	} else {
+		o.Override = a.flags.sshOverride()
+		if a.flags.logLevel <= levelDebug {
+			o.Logf = a.debugf
+		}
 	}
 	sshTransport := ssh.New(o)
 	return &action.Runner{Transports: map[string]muster.Transport{"ssh": sshTransport, "local": local.New()}},

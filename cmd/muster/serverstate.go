@@ -123,7 +123,13 @@ func writeFileExcl(path, content string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return createExcl(path, content, 0o600)
+}
+
+// createExcl creates path with perm and content, failing (fs.ErrExist) if
+// it exists.
+func createExcl(path, content string, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

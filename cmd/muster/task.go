@@ -7,11 +7,13 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/task"
 )
 
@@ -45,7 +47,9 @@ object, @file.json, or - for standard input.
 Each run costs one SSH channel per target: the task's files travel with
 the first run in the same channel and stay cached (by content hash, in a
 private directory) for the rest of the process, removed when it ends.
-Sensitive parameters never appear in output, logs or errors.`,
+Sensitive parameters never appear in output, logs or errors.
+
+` + rerunHelp,
 		Example: `  muster task run package action=status name=nginx -t web
   muster task run mymod::deploy --params @params.json -t 'app*' --run-as root
   muster task run mymod::migrate --noop -t db1 --format json`,
@@ -81,7 +85,11 @@ Sensitive parameters never appear in output, logs or errors.`,
 				return usagef("task %s does not support noop (its metadata has no \"supports_noop\": true)", tk.Name)
 			}
 			tr := &action.TaskRun{Task: tk, Index: idx, Params: params, Noop: noop, Secrets: tk.Metadata.SensitiveValues(params)}
+			var rubyWarned sync.Once
 			return a.runAction(c, "task", tk.Name, func(ctx context.Context, r *action.Runner, t *muster.Target, o action.Options) *muster.Result {
+				if w := engine.RubyWarning(tk, t); w != "" {
+					rubyWarned.Do(func() { fmt.Fprintf(a.stderr, "Warning: %s\n", w) })
+				}
 				return r.Task(ctx, t, tr, o)
 			})
 		},

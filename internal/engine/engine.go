@@ -276,6 +276,11 @@ func (e *Engine) runPlan(ctx context.Context, proj *project.Project, r muster.Ru
 	start := time.Now()
 	pr.Say("Starting: plan %s", p.Name)
 	ret, err := p.Run(ctx, pr, params, plan.Options{Concurrency: pr.concurrency(), Index: proj.Plans})
+	// What the run's applies kept on targets goes, even when the run was
+	// cancelled.
+	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	pr.Cleanup(cleanupCtx)
+	cancel()
 	pr.Say("Finished: plan %s in %s", p.Name, time.Since(start).Round(10*time.Millisecond))
 	res.Value = map[string]any{"stdout": progress.String()}
 	if err != nil {

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
+	"github.com/muster-run/muster/internal/apply"
 	"github.com/muster-run/muster/internal/executor"
 	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/plan"
@@ -21,7 +23,9 @@ import (
 // PlanRunner carries out a plan's steps (plan.Runner) with one action
 // runner, so every step shares the run's open connections. The CLI's
 // 'plan run' and a queued plan job use it alike; they differ only in
-// where progress goes (Out) and what vets targets (Allow).
+// where progress goes (Out) and what vets targets (Allow). Its resources
+// steps (plan.Applier) apply Puppet code with one apply.Applier per run:
+// call Cleanup when the plan is done.
 type PlanRunner struct {
 	Inventory *inventory.Inventory
 	Tasks     *task.Index
@@ -45,9 +49,32 @@ type PlanRunner struct {
 	// Allow, when set, vets every target a step resolves: a server
 	// refuses local targets to callers that may not use them.
 	Allow func(*muster.Target) error
+	// Warn, when set, receives warnings (once each per run), such as a
+	// Ruby task running with the system Ruby; nil writes them to Out.
+	Warn func(msg string)
+
+	warned sync.Map
+
+	applyOnce sync.Once
+	ap        *apply.Applier // the run's applier (planapply.go)
 }
 
-var _ plan.Runner = (*PlanRunner)(nil)
+// warn says msg once per run.
+func (p *PlanRunner) warn(msg string) {
+	if _, dup := p.warned.LoadOrStore(msg, true); dup {
+		return
+	}
+	if p.Warn != nil {
+		p.Warn(msg)
+		return
+	}
+	p.Say("Warning: %s", msg)
+}
+
+var (
+	_ plan.Runner  = (*PlanRunner)(nil)
+	_ plan.Checker = (*PlanRunner)(nil)
+)
 
 func (p *PlanRunner) concurrency() int {
 	if p.Concurrency > 0 {
@@ -135,28 +162,58 @@ func (p *PlanRunner) RunCommand(ctx context.Context, targets []*muster.Target, c
 	}), nil
 }
 
-// moduleFile finds "mod/path" under a module's files/ (and scripts/ for
-// scripts), or takes an existing local path as is.
-func (p *PlanRunner) moduleFile(ref string, dirs ...string) (string, error) {
-	if _, err := os.Stat(ref); err == nil {
-		return ref, nil
+// findFile resolves a script or upload reference with FindFile, on the
+// task index's modules and the project directory.
+func (p *PlanRunner) findFile(ref string, kind FileRef) (string, error) {
+	var modules map[string]string
+	if p.Tasks != nil {
+		modules = p.Tasks.Modules
 	}
-	mod, rest, ok := strings.Cut(ref, "/")
-	if ok {
-		if dir, found := p.Tasks.Modules[mod]; found {
-			for _, d := range dirs {
-				f := filepath.Join(dir, d, rest)
-				if _, err := os.Stat(f); err == nil {
-					return f, nil
-				}
-			}
-		}
+	return FindFile(ref, kind, modules, p.Dir)
+}
+
+// CheckStep implements plan.Checker: a script or file must exist, a task
+// must exist, take these parameters and, for noop, support it. The plan
+// asks before it prints the step's "Starting" line.
+func (p *PlanRunner) CheckStep(action, object string, params map[string]any, o plan.StepOptions) error {
+	switch action {
+	case "run_script":
+		_, err := p.findFile(object, ScriptRef)
+		return err
+	case "upload_file":
+		_, err := p.findFile(object, UploadRef)
+		return err
+	case "run_task":
+		_, _, err := p.task(object, params, o)
+		return err
+	case "apply":
+		_, err := manifest(params["resources"])
+		return err
 	}
-	return "", muster.Errorf(muster.KindInvalid, "cannot find %q: not a local file, nor <module>/<path> under a module's %s", ref, strings.Join(dirs, "/ or ")+"/")
+	return nil
+}
+
+// task finds a task and validates its parameters.
+func (p *PlanRunner) task(name string, params map[string]any, o plan.StepOptions) (*task.Task, map[string]any, error) {
+	if p.Tasks == nil {
+		return nil, nil, muster.Errorf(muster.KindInvalid, "cannot run task %s: no task index", name)
+	}
+	tk, err := p.Tasks.Get(name)
+	if err != nil {
+		return nil, nil, muster.AsError(err, muster.KindInvalid)
+	}
+	valid, err := tk.Metadata.Validate(tk.Name, params)
+	if err != nil {
+		return nil, nil, muster.AsError(err, muster.KindInvalid)
+	}
+	if o.Noop && !tk.Metadata.SupportsNoop {
+		return nil, nil, muster.Errorf(muster.KindInvalid, "task %s does not support noop", tk.Name)
+	}
+	return tk, valid, nil
 }
 
 func (p *PlanRunner) RunScript(ctx context.Context, targets []*muster.Target, script string, args []string, o plan.StepOptions) ([]*muster.Result, error) {
-	path, err := p.moduleFile(script, "files", "scripts")
+	path, err := p.findFile(script, ScriptRef)
 	if err != nil {
 		return nil, err
 	}
@@ -170,16 +227,14 @@ func (p *PlanRunner) RunScript(ctx context.Context, targets []*muster.Target, sc
 }
 
 func (p *PlanRunner) RunTask(ctx context.Context, targets []*muster.Target, name string, params map[string]any, o plan.StepOptions) ([]*muster.Result, error) {
-	tk, err := p.Tasks.Get(name)
+	tk, valid, err := p.task(name, params, o)
 	if err != nil {
 		return nil, err
 	}
-	valid, err := tk.Metadata.Validate(tk.Name, params)
-	if err != nil {
-		return nil, muster.AsError(err, muster.KindInvalid)
-	}
-	if o.Noop && !tk.Metadata.SupportsNoop {
-		return nil, muster.Errorf(muster.KindInvalid, "task %s does not support noop", tk.Name)
+	for _, t := range targets {
+		if w := RubyWarning(tk, t); w != "" {
+			p.warn(w)
+		}
 	}
 	tr := &action.TaskRun{Task: tk, Index: p.Tasks, Params: valid, Noop: o.Noop, Secrets: tk.Metadata.SensitiveValues(valid)}
 	return p.fan(ctx, targets, "task", tk.Name, o, func(ctx context.Context, t *muster.Target, opts action.Options) *muster.Result {
@@ -188,7 +243,7 @@ func (p *PlanRunner) RunTask(ctx context.Context, targets []*muster.Target, name
 }
 
 func (p *PlanRunner) Upload(ctx context.Context, targets []*muster.Target, src, dest string, o plan.StepOptions) ([]*muster.Result, error) {
-	path, err := p.moduleFile(src, "files")
+	path, err := p.findFile(src, UploadRef)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,14 @@
 package inventory
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/muster-run/muster"
 )
 
 // FuzzParse checks that Parse never panics, that errors carry a message
@@ -20,6 +25,10 @@ func FuzzParse(f *testing.F) {
 		"config: &c {ssh: {port: 22}}\ngroups:\n  - name: g\n    config: *c\n    targets: [a]\n",
 		"vars:\n  <<: {a: 1}\n  b: 2\n", "a: b: c\n", "- x\n", "targets: [telnet://x]\n",
 		"groups: [{name: a, targets: [a]}]\n", "facts: !!binary aGVsbG8=\n",
+		"targets: [{name: a, config: {ssh: {password: {_plugin: env_var, var: FUZZ_UNSET_VAR, default: x}}}}]\n",
+		"targets:\n  - _plugin: env_var\n    var: FUZZ_UNSET_VAR\n    default: [a, b]\n",
+		"groups: {_plugin: env_var, var: FUZZ_UNSET_VAR, default: [{name: g, targets: [x]}]}\n",
+		"vars: {_plugin: nope}\n", "features: [{_plugin: env_var, var: X, optional: true}, b]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -31,8 +40,15 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		all, err := inv.All()
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("bad error %q", err)
+			}
+			return
+		}
 		seen := map[string]bool{}
-		for _, tg := range inv.Targets() {
+		for _, tg := range all {
 			if tg.Name == "" || seen[tg.Name] || tg.Transport == "" {
 				t.Fatalf("bad target %+v", tg)
 			}
@@ -54,4 +70,81 @@ func FuzzParse(f *testing.F) {
 		}
 		_, _ = inv.Adhoc("fuzz-host:22")
 	})
+}
+
+// FuzzPluginRef checks the parsing and resolution of one plugin
+// reference with arbitrary plugin names and parameters: no panic, every
+// error names the inventory file, and a resolved value has no reference
+// left in it.
+func FuzzPluginRef(f *testing.F) {
+	f.Add("env_var", "var", "FUZZ_UNSET_VAR", "default", "d")
+	f.Add("env_var", "var", "HOME", "optional", "true")
+	f.Add("prompt", "message", "Password", "", "")
+	f.Add("task", "task", "mymod::secret", "parameters", "{a: 1}")
+	f.Add("yaml", "filepath", "nothere.yaml", "", "")
+	f.Add("pkcs7", "encrypted_value", "ENC[PKCS7,MIIB]", "", "")
+	f.Add("terraform", "dir", ".", "resource_type", "(")
+	f.Add("puppetdb", "query", "inventory[certname] {}", "target_mapping", "{uri: facts.x}")
+	f.Add("vault", "path", "x", "", "")
+	f.Add("env_var", "var", "X", "default", "{_plugin: env_var, var: Y, default: z}")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, plugin, k1, v1, k2, v2 string) {
+		ref := map[string]any{"_plugin": plugin}
+		for _, kv := range [][2]string{{k1, v1}, {k2, v2}} {
+			if kv[0] == "" || kv[0] == "_plugin" {
+				continue
+			}
+			var v any
+			if yaml.Unmarshal([]byte(kv[1]), &v) != nil {
+				v = kv[1]
+			}
+			ref[kv[0]] = v
+		}
+		doc, err := yaml.Marshal(map[string]any{"targets": []any{map[string]any{"name": "t", "vars": map[string]any{"v": ref}}}})
+		if err != nil {
+			return
+		}
+		opts := Options{
+			ProjectDir: dir, Warnf: func(string, ...any) {},
+			Prompt: func(string) (string, error) { return "answer", nil },
+			RunTask: func(_ context.Context, name string, params map[string]any) (map[string]any, error) {
+				return map[string]any{"value": name}, nil
+			},
+		}
+		inv, err := Parse("fuzz.yaml", doc, opts)
+		if err == nil {
+			var ts []*muster.Target
+			ts, _, err = inv.Lookup("t")
+			if err == nil {
+				if len(ts) != 1 || hasRef(ts[0].Vars) {
+					t.Fatalf("bad result %v", ts)
+				}
+				return
+			}
+		}
+		if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+			t.Fatalf("error does not name the file: %q", err)
+		}
+	})
+}
+
+// hasRef reports whether v holds a *ref or a sensitive marker.
+func hasRef(v any) bool {
+	switch x := v.(type) {
+	case *ref, sensitive:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if hasRef(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasRef(e) {
+				return true
+			}
+		}
+	}
+	return false
 }

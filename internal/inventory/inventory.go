@@ -7,6 +7,7 @@ package inventory
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -28,6 +30,29 @@ type Options struct {
 	Defaults map[string]any
 	// Warnf, when set, receives warnings (ignored keys, duplicates).
 	Warnf func(format string, args ...any)
+
+	// ProjectDir is where plugins take relative paths from (the yaml
+	// plugin's filepath, the pkcs7 keys, terraform's dir, PuppetDB's
+	// certificates); "" is the inventory file's directory.
+	ProjectDir string
+	// Plugins is the project's plugin configuration by plugin name
+	// (bolt-project.yaml's "plugins"), e.g. pkcs7's private-key,
+	// public-key and keysize.
+	Plugins map[string]map[string]any
+	// PuppetDB is the PuppetDB connection (bolt-project.yaml's
+	// "puppetdb"): server_urls, cacert, cert, key, token,
+	// connect_timeout, read_timeout.
+	PuppetDB map[string]any
+	// Prompt asks the user for the prompt plugin's value; nil asks on the
+	// terminal without echo, and fails with ErrNotInteractive when
+	// standard input is not a terminal.
+	Prompt func(message string) (string, error)
+	// RunTask runs a task on localhost for the task plugin and returns
+	// its result (the task's JSON output as a map); nil makes the task
+	// plugin fail with a clear error. It runs while the Inventory resolves
+	// a target, so it must not look targets up in the same Inventory
+	// (build its localhost target from inventory.Empty).
+	RunTask func(ctx context.Context, name string, params map[string]any) (map[string]any, error)
 }
 
 // Error is an inventory validation error located in a file.
@@ -42,12 +67,23 @@ type Inventory struct {
 	file    string
 	opts    Options
 	root    *groupNode
-	targets map[string]*muster.Target
 	order   []string            // target names, file order
 	groups  map[string][]string // group name -> member names, file order
 	gorder  []string
-	aliases map[string]string
+	aliases map[string]string   // alias -> target
+	aliasOf map[string][]string // target -> its aliases
+	firstAt map[string]*entry
+	res     *resolver
+
+	// mu guards the lazily built targets and resolved data.
+	mu       sync.Mutex
+	targets  map[string]*muster.Target
+	secret   map[string][][]string // target -> paths of sensitive values
+	resolved map[*data]*data
 }
+
+// errDeferred stops a load-time build that would need to run a plugin.
+var errDeferred = errors.New("needs a plugin")
 
 // Load reads and parses the inventory file at path.
 func Load(path string, opts Options) (*Inventory, error) {
@@ -73,12 +109,13 @@ func Parse(filename string, data []byte, opts Options) (inv *Inventory, err erro
 		line, msg := splitYAMLError(err)
 		return nil, invalid(&Error{File: filename, Line: problemLine(data, line, msg), Msg: "invalid YAML: " + msg})
 	}
-	p := &parser{file: filename, warnf: opts.Warnf}
+	res := newResolver(filename, opts)
+	p := &parser{file: filename, warnf: opts.Warnf, res: res}
 	def, err := p.root(&doc)
 	if err != nil {
 		return nil, invalid(err)
 	}
-	inv, err = resolve(filename, def, opts)
+	inv, err = resolve(filename, def, opts, res)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -117,7 +154,7 @@ func problemLine(data []byte, reported int, msg string) int {
 // Empty returns an inventory with no file: only the empty group "all", so
 // only ad-hoc targets exist.
 func Empty(opts Options) *Inventory {
-	inv, err := resolve("", &groupDef{name: "all"}, opts)
+	inv, err := resolve("", &groupDef{name: "all"}, opts, newResolver("", opts))
 	if err != nil {
 		panic(err) // cannot happen: nothing to validate
 	}
@@ -126,11 +163,12 @@ func Empty(opts Options) *Inventory {
 
 // resolve runs Bolt's load steps: string targets, validation, then the
 // merge of every target.
-func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
+func resolve(file string, def *groupDef, opts Options, res *resolver) (*Inventory, error) {
 	inv := &Inventory{
-		file: file, opts: opts,
+		file: file, opts: opts, res: res,
 		targets: map[string]*muster.Target{}, groups: map[string][]string{},
-		aliases: map[string]string{},
+		aliases: map[string]string{}, aliasOf: map[string][]string{},
+		secret: map[string][][]string{}, resolved: map[*data]*data{},
 	}
 	errf := func(line int, format string, args ...any) error {
 		return &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)}
@@ -173,6 +211,23 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 				e.key, e.uri = e.display(), e.str
 			}
 		}
+	}
+	// Inside one group, Bolt keeps the first definition of a target and
+	// ignores the others, with a warning.
+	for _, g := range all {
+		first := map[string]*entry{}
+		kept := g.entries[:0:0]
+		for _, e := range g.entries {
+			if f, dup := first[e.key]; dup {
+				if opts.Warnf != nil {
+					opts.Warnf("%s:%d: group %q: ignoring duplicate target %q (first defined at line %d)", file, e.line, g.name, e.key, f.line)
+				}
+				continue
+			}
+			first[e.key] = e
+			kept = append(kept, e)
+		}
+		g.entries = kept
 	}
 	// Pass 3: validation, depth-first in file order like Bolt's Group#validate.
 	type seen struct {
@@ -233,7 +288,7 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 	var build func(g *groupDef) *groupNode
 	firstAt := map[string]*entry{}
 	build = func(g *groupDef) *groupNode {
-		n := &groupNode{def: g, local: map[string][]*entry{}}
+		n := &groupNode{def: g, local: map[string]*entry{}}
 		for _, e := range g.entries {
 			if f, ok := firstAt[e.key]; !ok || e.line < f.line || e.line == f.line && e.col < f.col {
 				if !ok {
@@ -241,7 +296,7 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 				}
 				firstAt[e.key] = e
 			}
-			n.local[e.key] = append(n.local[e.key], e)
+			n.local[e.key] = e
 		}
 		for _, c := range g.groups {
 			n.groups = append(n.groups, build(c))
@@ -253,16 +308,29 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 		a, b := firstAt[inv.order[i]], firstAt[inv.order[j]]
 		return a.line < b.line || a.line == b.line && a.col < b.col
 	})
+	inv.firstAt = firstAt
+	// Targets whose data holds no plugin reference are built now, so their
+	// errors show at load; the others when first looked up.
 	for _, key := range inv.order {
-		t, err := inv.build(inv.root.targetCollect(key), inv.root.groupCollect(key), false)
-		if err != nil {
-			return nil, errf(firstAt[key].line, "%v", err)
-		}
-		inv.targets[key] = t
-		for _, a := range t.Alias {
-			inv.aliases[a] = key
+		if _, err := inv.target(key, false); err != nil && !errors.Is(err, errDeferred) {
+			return nil, err
 		}
 	}
+	var aliases func(g *groupNode)
+	aliases = func(g *groupNode) {
+		for _, e := range g.def.entries {
+			for _, a := range e.aliases {
+				if _, ok := inv.aliases[a.name]; !ok {
+					inv.aliases[a.name] = e.key
+					inv.aliasOf[e.key] = append(inv.aliasOf[e.key], a.name)
+				}
+			}
+		}
+		for _, c := range g.groups {
+			aliases(c)
+		}
+	}
+	aliases(inv.root)
 	var index func(g *groupNode)
 	index = func(g *groupNode) {
 		set := map[string]bool{}
@@ -281,90 +349,4 @@ func resolve(file string, def *groupDef, opts Options) (*Inventory, error) {
 	}
 	index(inv.root)
 	return inv, nil
-}
-
-// File returns the path the inventory was loaded from ("" for Empty).
-func (inv *Inventory) File() string { return inv.file }
-
-// Targets returns every inventory target in order of first appearance in
-// the file (by line and column).
-func (inv *Inventory) Targets() []*muster.Target {
-	out := make([]*muster.Target, 0, len(inv.order))
-	for _, k := range inv.order {
-		out = append(out, CloneTarget(inv.targets[k]))
-	}
-	return out
-}
-
-// Group returns the targets of a group and all its subgroups, in file
-// order; "all" returns every target. The bool is false for an unknown group.
-func (inv *Inventory) Group(name string) ([]*muster.Target, bool) {
-	names, ok := inv.groups[name]
-	if !ok {
-		return nil, false
-	}
-	out := make([]*muster.Target, 0, len(names))
-	for _, k := range names {
-		out = append(out, CloneTarget(inv.targets[k]))
-	}
-	return out, true
-}
-
-// GroupNames returns every group name, "all" first, then depth-first in
-// file order.
-func (inv *Inventory) GroupNames() []string {
-	return append([]string(nil), inv.gorder...)
-}
-
-// IsEmpty reports whether the inventory defines no target and no group
-// besides "all".
-func (inv *Inventory) IsEmpty() bool { return len(inv.order) == 0 && len(inv.gorder) <= 1 }
-
-// Names returns every group name (as GroupNames), then every target name
-// and then every alias (both in target order), for "did you mean" hints.
-func (inv *Inventory) Names() []string {
-	out := append([]string(nil), inv.gorder...)
-	out = append(out, inv.order...)
-	for _, k := range inv.order {
-		out = append(out, inv.targets[k].Alias...)
-	}
-	return out
-}
-
-// Target returns the inventory target with this exact name.
-func (inv *Inventory) Target(name string) (*muster.Target, bool) {
-	t, ok := inv.targets[name]
-	if !ok {
-		return nil, false
-	}
-	return CloneTarget(t), true
-}
-
-// ByAlias returns the inventory target with this exact alias.
-func (inv *Inventory) ByAlias(alias string) (*muster.Target, bool) {
-	k, ok := inv.aliases[alias]
-	if !ok {
-		return nil, false
-	}
-	return CloneTarget(inv.targets[k]), true
-}
-
-// Adhoc returns a new target that is not in the inventory, built from uri
-// as Bolt does: it joins group "all" and gets that group's config, vars,
-// facts and features, over Options.Defaults. A uri that is the name of an
-// inventory target returns that target. An ad-hoc "localhost" always has
-// the local transport, whatever transport the inventory's config sets.
-func (inv *Inventory) Adhoc(uri string) (*muster.Target, error) {
-	u, err := ParseURI(uri)
-	if err != nil {
-		return nil, muster.Errorf(muster.KindInvalid, "invalid target %q: %v", Redact(uri), err)
-	}
-	if t, ok := inv.targets[uri]; ok && !u.HasPassword {
-		return CloneTarget(t), nil
-	}
-	t, err := inv.build(&mdata{uri: uri}, inv.root.own(), true)
-	if err != nil {
-		return nil, muster.Errorf(muster.KindInvalid, "%v", err)
-	}
-	return t, nil
 }

@@ -398,7 +398,10 @@ func TestErrors(t *testing.T) {
 		{"uri scheme unknown", "targets: [\"telnet://h\"]\n", `inventory.yaml:1: target "telnet://h": unknown transport "telnet"`},
 		{"bad uri port", "targets:\n  - uri: ssh://root:hunter2@h:99999\n", `inventory.yaml:2: target uri "ssh://root@h:99999": uri has an invalid port (want 1-65535)`},
 		{"duplicate key", "vars: {a: 1}\nvars: {b: 2}\n", `inventory.yaml:2: duplicate key "vars" (first at line 1)`},
-		{"plugin targets", "targets:\n  _plugin: yaml\n", `inventory.yaml:2: targets: plugin references (_plugin) are not supported`},
+		{"plugin targets", "targets:\n  _plugin: yaml\n", `inventory.yaml:2: plugin "yaml" (targets): parameter "filepath" is required`},
+		{"unknown plugin", "groups:\n  - name: g\n    config:\n      ssh:\n        password: {_plugin: vault, path: x}\n",
+			`inventory.yaml:5: unknown plugin "vault"; supported plugins: env_var, pkcs7, prompt, puppetdb, task, terraform, yaml`},
+		{"plugin name not a string", "vars:\n  x:\n    _plugin: [yaml]\n", `inventory.yaml:3: _plugin must be a plugin name (a string), not a list`},
 		{"not a mapping", "- a\n", `inventory.yaml:1: inventory must be a mapping, not a list`},
 	}
 	for _, tc := range tests {

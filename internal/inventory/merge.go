@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/puppet"
@@ -109,56 +110,84 @@ func CloneTarget(t *muster.Target) *muster.Target {
 // groupNode is a group after string targets are resolved.
 type groupNode struct {
 	def    *groupDef
-	local  map[string][]*entry // target key -> definitions in this group, file order
+	local  map[string]*entry // target key -> its (first) definition in this group
 	groups []*groupNode
 }
 
-func (g *groupNode) own() *mdata {
-	d := g.def.data
+// dataFunc returns a data block with its plugin references resolved.
+type dataFunc func(*data) (*data, error)
+
+func (g *groupNode) own(rd dataFunc) (*mdata, error) {
+	d, err := rd(&g.def.data)
+	if err != nil {
+		return nil, err
+	}
 	return &mdata{
 		config: cloneMap(d.config), facts: cloneMap(d.facts), vars: cloneMap(d.vars),
 		features: append([]string(nil), d.features...), groups: []string{g.def.name},
-	}
+	}, nil
 }
 
-// targetData merges the group's own definitions of key; earlier ones win.
-func (g *groupNode) targetData(key string) *mdata {
-	var acc *mdata
-	for _, e := range g.local[key] {
-		d := &mdata{
-			name: e.name, uri: e.uri,
-			config: cloneMap(e.data.config), facts: cloneMap(e.data.facts), vars: cloneMap(e.data.vars),
-			features: append([]string(nil), e.data.features...),
-		}
-		for _, a := range e.aliases {
-			d.aliases = append(d.aliases, a.name)
-		}
-		acc = dataMerge(d, acc)
+// targetData is the group's own definition of key (Bolt keeps the first
+// definition of a target in one group).
+func (g *groupNode) targetData(key string, rd dataFunc) (*mdata, error) {
+	e := g.local[key]
+	if e == nil {
+		return nil, nil
 	}
-	return acc
+	d, err := rd(&e.data)
+	if err != nil {
+		return nil, err
+	}
+	out := &mdata{
+		name: e.name, uri: e.uri,
+		config: cloneMap(d.config), facts: cloneMap(d.facts), vars: cloneMap(d.vars),
+		features: append([]string(nil), d.features...),
+	}
+	for _, a := range e.aliases {
+		out.aliases = append(out.aliases, a.name)
+	}
+	return out, nil
 }
 
 // targetCollect is Bolt's Group#target_collect: target-level data from every
 // definition; children override the parent, earlier siblings win.
-func (g *groupNode) targetCollect(key string) *mdata {
+func (g *groupNode) targetCollect(key string, rd dataFunc) (*mdata, error) {
 	var child *mdata
 	for _, c := range g.groups {
-		child = dataMerge(c.targetCollect(key), child)
+		cd, err := c.targetCollect(key, rd)
+		if err != nil {
+			return nil, err
+		}
+		child = dataMerge(cd, child)
 	}
-	return dataMerge(g.targetData(key), child)
+	own, err := g.targetData(key, rd)
+	if err != nil {
+		return nil, err
+	}
+	return dataMerge(own, child), nil
 }
 
 // groupCollect is Bolt's Group#group_collect: group-level data of every
 // group containing key; same winner rule. Nil when no group contains key.
-func (g *groupNode) groupCollect(key string) *mdata {
+// Only the groups that contain key have their data resolved.
+func (g *groupNode) groupCollect(key string, rd dataFunc) (*mdata, error) {
 	var child *mdata
 	for _, c := range g.groups {
-		child = dataMerge(c.groupCollect(key), child)
+		cd, err := c.groupCollect(key, rd)
+		if err != nil {
+			return nil, err
+		}
+		child = dataMerge(cd, child)
 	}
-	if child == nil && len(g.local[key]) == 0 {
-		return nil
+	if child == nil && g.local[key] == nil {
+		return nil, nil
 	}
-	return dataMerge(g.own(), child)
+	own, err := g.own(rd)
+	if err != nil {
+		return nil, err
+	}
+	return dataMerge(own, child), nil
 }
 
 // members appends the keys of every target in g and its subgroups to set.
@@ -175,7 +204,7 @@ func (g *groupNode) members(set map[string]bool) {
 // Defaults → localhost defaults → groups → target → URI components. For an
 // ad-hoc "localhost" (not defined in the inventory) the local transport
 // sits above the group data instead: it always runs locally.
-func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
+func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, [][]string, error) {
 	if gd == nil {
 		gd = &mdata{}
 	}
@@ -184,14 +213,14 @@ func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 	if td.uri != "" {
 		var err error
 		if u, err = ParseURI(td.uri); err != nil {
-			return nil, fmt.Errorf("target %q: %v", Redact(td.uri), err)
+			return nil, nil, fmt.Errorf("target %q: %v", Redact(td.uri), err)
 		}
 		if name == "" {
 			name = u.Safe
 		}
 	}
 	if why := badName(name); why != "" {
-		return nil, fmt.Errorf("invalid target name %q: %s", Redact(name), why)
+		return nil, nil, fmt.Errorf("invalid target name %q: %s", Redact(name), why)
 	}
 	features := gd.features
 	groupConfig := gd.config
@@ -205,12 +234,18 @@ func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 		features = union(features, []string{"puppet-agent"})
 	}
 	config := deepMerge(inv.opts.Defaults, deepMerge(groupConfig, td.config))
+	vars := shallowMerge(gd.vars, td.vars)
+	facts := deepMerge(gd.facts, td.facts)
+	var secret [][]string
+	takeSensitive(config, []string{"config"}, &secret)
+	takeSensitive(vars, []string{"vars"}, &secret)
+	takeSensitive(facts, []string{"facts"}, &secret)
 	t := &muster.Target{
 		Name:     name,
 		Alias:    union(nil, td.aliases),
 		Config:   config,
-		Vars:     shallowMerge(gd.vars, td.vars),
-		Facts:    deepMerge(gd.facts, td.facts),
+		Vars:     vars,
+		Facts:    facts,
 		Features: union(features, td.features),
 		Groups:   append([]string(nil), gd.groups...),
 	}
@@ -225,11 +260,11 @@ func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 		case string:
 			t.Transport = tr
 		default:
-			return nil, fmt.Errorf("target %q: config.transport must be a string", name)
+			return nil, nil, fmt.Errorf("target %q: config.transport must be a string", name)
 		}
 	}
 	if !transports[t.Transport] {
-		return nil, fmt.Errorf("target %q: unknown transport %q", name, t.Transport)
+		return nil, nil, fmt.Errorf("target %q: unknown transport %q", name, t.Transport)
 	}
 	sect, _ := config[t.Transport].(map[string]any)
 	if u != nil && (u.User != "" || u.HasPassword || u.Port != 0) {
@@ -261,7 +296,7 @@ func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 	if p, ok := sect["port"]; ok && p != nil {
 		port, ok := toPort(p)
 		if !ok {
-			return nil, fmt.Errorf("target %q: config.%s.port must be an integer from 1 to 65535", name, t.Transport)
+			return nil, nil, fmt.Errorf("target %q: config.%s.port must be an integer from 1 to 65535", name, t.Transport)
 		}
 		t.Port = port
 	}
@@ -272,7 +307,14 @@ func (inv *Inventory) build(td, gd *mdata, adhoc bool) (*muster.Target, error) {
 	if t.Features == nil {
 		t.Features = []string{}
 	}
-	return t, nil
+	sortPaths(secret)
+	return t, secret, nil
+}
+
+func sortPaths(ps [][]string) {
+	sort.Slice(ps, func(i, j int) bool {
+		return strings.Join(ps[i], "\x00") < strings.Join(ps[j], "\x00")
+	})
 }
 
 func toPort(v any) (int, bool) {

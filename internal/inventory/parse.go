@@ -14,6 +14,17 @@ type data struct {
 	facts    map[string]any
 	vars     map[string]any
 	features []string
+	// raw holds the keys whose values contain plugin references, resolved
+	// when a target that uses them is first looked up.
+	raw map[string]rawValue
+	// owner names the group or target for messages: `group "web": `.
+	owner string
+}
+
+// rawValue is an unresolved data value and where it is.
+type rawValue struct {
+	v    any
+	line int
 }
 
 // groupDef is one group as written in the file.
@@ -51,6 +62,9 @@ type parser struct {
 	file  string
 	warnf func(format string, args ...any)
 	nodes int
+	refs  int       // plugin references parsed so far
+	res   *resolver // resolves structural references; nil in sub-parsers
+	depth int       // nesting of structural references being expanded
 }
 
 // kv is one mapping entry.
@@ -99,35 +113,78 @@ func line(n *yaml.Node) int {
 
 // dataKey parses one of config, facts, vars, features, plugin_hooks into d.
 func (p *parser) dataKey(d *data, e kv, ctx string) error {
+	var v any
 	var err error
+	before := p.refs
 	switch e.key {
 	case "config":
 		if err = p.checkConfig(e.val, ctx); err != nil {
 			return err
 		}
-		d.config, err = p.mapping(e.val, ctx, "config")
-	case "facts":
-		d.facts, err = p.mapping(e.val, ctx, "facts")
-	case "vars":
-		d.vars, err = p.mapping(e.val, ctx, "vars")
+		v, err = p.block(e.val, ctx, "config")
+	case "facts", "vars":
+		v, err = p.block(e.val, ctx, e.key)
 	case "plugin_hooks":
-		_, err = p.mapping(e.val, ctx, "plugin_hooks")
+		_, err = p.block(e.val, ctx, "plugin_hooks")
+		return err
 	case "features":
-		d.features, err = p.features(e.val, ctx)
+		v, err = p.features(e.val, ctx)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	d.owner = ctx
+	if p.refs != before {
+		if d.raw == nil {
+			d.raw = map[string]rawValue{}
+		}
+		d.raw[e.key] = rawValue{v: v, line: e.kline}
+		return nil
+	}
+	switch e.key {
+	case "config":
+		d.config = v.(map[string]any)
+	case "facts":
+		d.facts = v.(map[string]any)
+	case "vars":
+		d.vars = v.(map[string]any)
+	case "features":
+		d.features = toStrings(v.([]any))
+	}
+	return nil
 }
 
-func (p *parser) features(n *yaml.Node, ctx string) ([]string, error) {
+func toStrings(l []any) []string {
+	out := make([]string, 0, len(l))
+	for _, e := range l {
+		out = append(out, e.(string))
+	}
+	return out
+}
+
+func (p *parser) features(n *yaml.Node, ctx string) ([]any, error) {
 	if yamlnode.IsNull(n) {
-		return nil, nil
+		return []any{}, nil
+	}
+	if isRef(n) {
+		r, err := p.ref(n, 0)
+		return []any{r}, err
 	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, p.errf(n.Line, "%sfeatures must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
-	var out []string
+	var out []any
 	for _, c := range n.Content {
-		s, err := p.str(yamlnode.Deref(c), ctx, "each feature")
+		c = yamlnode.Deref(c)
+		if isRef(c) {
+			r, err := p.ref(c, 0)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+			continue
+		}
+		s, err := p.str(c, ctx, "each feature")
 		if err != nil {
 			return nil, err
 		}
@@ -203,37 +260,41 @@ func (p *parser) body(g *groupDef, pairs []kv, ctx string) error {
 }
 
 func (p *parser) groups(parent *groupDef, n *yaml.Node, ctx string) error {
+	n, err := p.expand(n, ctx, "groups")
+	if err != nil {
+		return err
+	}
 	if yamlnode.IsNull(n) {
 		return nil
-	}
-	if err := p.noPlugin(n, ctx, "groups"); err != nil {
-		return err
 	}
 	if n.Kind != yaml.SequenceNode {
 		return p.errf(n.Line, "%sgroups must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
-	for _, c := range n.Content {
-		c = yamlnode.Deref(c)
+	items, err := p.items(n.Content, ctx, "groups")
+	if err != nil {
+		return err
+	}
+	for _, c := range items {
 		if c == nil || c.Kind != yaml.MappingNode {
 			return p.errf(line(c), "%seach group must be a mapping, not %s", ctx, yamlnode.KindName(c))
-		}
-		if err := p.noPlugin(c, ctx, "group"); err != nil {
-			return err
 		}
 		pairs, err := p.pairs(c, ctx)
 		if err != nil {
 			return err
 		}
 		g := &groupDef{line: c.Line}
-		for _, e := range pairs {
+		for i, e := range pairs {
 			if e.key == "name" {
-				if g.name, err = p.str(e.val, ctx, "group name"); err != nil {
+				if pairs[i].val, err = p.expand(e.val, ctx, "group name"); err != nil {
+					return err
+				}
+				if g.name, err = p.str(pairs[i].val, ctx, "group name"); err != nil {
 					return err
 				}
 				if why := badName(g.name); why != "" {
-					return p.errf(e.val.Line, "%sinvalid group name %q: %s", ctx, g.name, why)
+					return p.errf(pairs[i].val.Line, "%sinvalid group name %q: %s", ctx, g.name, why)
 				}
-				g.line = e.val.Line
+				g.line = pairs[i].val.Line
 			}
 		}
 		if g.name == "" {
@@ -247,18 +308,52 @@ func (p *parser) groups(parent *groupDef, n *yaml.Node, ctx string) error {
 	return nil
 }
 
+// items expands the plugin references of a targets or groups list; a
+// reference that returns a list adds each of its items, and one that
+// returns nothing adds none.
+func (p *parser) items(list []*yaml.Node, ctx, what string) ([]*yaml.Node, error) {
+	var out []*yaml.Node
+	for _, c := range list {
+		c = yamlnode.Deref(c)
+		if !isRef(c) {
+			out = append(out, c)
+			continue
+		}
+		x, err := p.expand(c, ctx, what)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case yamlnode.IsNull(x):
+		case x.Kind == yaml.SequenceNode:
+			more, err := p.items(x.Content, ctx, what)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		default:
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
 func (p *parser) targets(g *groupDef, n *yaml.Node, ctx string) error {
+	n, err := p.expand(n, ctx, "targets")
+	if err != nil {
+		return err
+	}
 	if yamlnode.IsNull(n) {
 		return nil
-	}
-	if err := p.noPlugin(n, ctx, "targets"); err != nil {
-		return err
 	}
 	if n.Kind != yaml.SequenceNode {
 		return p.errf(n.Line, "%stargets must be a list, not %s", ctx, yamlnode.KindName(n))
 	}
-	for _, c := range n.Content {
-		c = yamlnode.Deref(c)
+	items, err := p.items(n.Content, ctx, "targets")
+	if err != nil {
+		return err
+	}
+	for _, c := range items {
 		switch {
 		case c != nil && c.Kind == yaml.ScalarNode && c.Tag == "!!str":
 			if c.Value == "" {
@@ -269,9 +364,6 @@ func (p *parser) targets(g *groupDef, n *yaml.Node, ctx string) error {
 			}
 			g.entries = append(g.entries, &entry{line: c.Line, col: c.Column, str: c.Value})
 		case c != nil && c.Kind == yaml.MappingNode:
-			if err := p.noPlugin(c, ctx, "target"); err != nil {
-				return err
-			}
 			e, err := p.target(c, ctx)
 			if err != nil {
 				return err
@@ -290,7 +382,14 @@ func (p *parser) target(n *yaml.Node, ctx string) (*entry, error) {
 		return nil, err
 	}
 	e := &entry{line: n.Line, col: n.Column}
-	for _, f := range pairs {
+	for i, f := range pairs {
+		switch f.key {
+		case "name", "uri", "alias":
+			if pairs[i].val, err = p.expand(f.val, ctx, "target "+f.key); err != nil {
+				return nil, err
+			}
+			f = pairs[i]
+		}
 		switch f.key {
 		case "name":
 			if e.name, err = p.str(f.val, ctx, "target name"); err != nil {

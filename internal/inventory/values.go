@@ -51,6 +51,9 @@ func (p *parser) value(n *yaml.Node, depth int) (any, error) {
 		}
 		return out, nil
 	case yaml.MappingNode:
+		if isRef(n) {
+			return p.ref(n, depth)
+		}
 		return p.mapValue(n, depth)
 	}
 	return nil, p.errf(n.Line, "unsupported YAML node")
@@ -105,39 +108,61 @@ func (p *parser) mapValue(n *yaml.Node, depth int) (map[string]any, error) {
 	return out, nil
 }
 
-// mapping converts a mapping-valued data key (config, facts, vars).
-func (p *parser) mapping(n *yaml.Node, ctx, what string) (map[string]any, error) {
+// block converts a mapping-valued data key (config, facts, vars): a
+// mapping (nil for null) or a plugin reference (*ref) for the whole block.
+func (p *parser) block(n *yaml.Node, ctx, what string) (any, error) {
 	if yamlnode.IsNull(n) {
 		return map[string]any{}, nil
 	}
 	if n.Kind != yaml.MappingNode {
 		return nil, p.errf(n.Line, "%s%s must be a mapping, not %s", ctx, what, yamlnode.KindName(n))
 	}
-	if err := p.noPlugin(n, ctx, what); err != nil {
-		return nil, err
-	}
-	return p.mapValue(n, 0)
+	return p.value(n, 0)
 }
 
-// noPlugin rejects a _plugin reference where the inventory structure needs
-// to be known at load time, and warns about one inside a data block.
-func (p *parser) noPlugin(n *yaml.Node, ctx, what string) error {
-	if n.Kind != yaml.MappingNode {
-		return nil
+// expand resolves a plugin reference where the inventory's structure
+// depends on it (a targets or groups list or entry, a name, uri or alias),
+// as Bolt does when it loads an inventory, and returns the resolved value
+// as YAML nodes carrying the reference's line. Other nodes are returned as
+// they are.
+func (p *parser) expand(n *yaml.Node, ctx, what string) (*yaml.Node, error) {
+	n = yamlnode.Deref(n)
+	if !isRef(n) {
+		return n, nil
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == "_plugin" {
-			switch what {
-			case "config", "facts", "vars", "plugin_hooks":
-				if p.warnf != nil {
-					p.warnf("%s:%d: %s%s: plugin references are not supported and are left unresolved", p.file, n.Content[i].Line, ctx, what)
-				}
-				return nil
-			}
-			return p.errf(n.Content[i].Line, "%s%s: plugin references (_plugin) are not supported", ctx, what)
-		}
+	if p.res == nil {
+		return nil, p.errf(n.Line, "%s%s: plugin references cannot be used here", ctx, what)
 	}
-	return nil
+	if p.depth >= maxPluginDepth {
+		return nil, p.errf(n.Line, "%s%s: plugin references nest more than %d deep", ctx, what, maxPluginDepth)
+	}
+	r, err := p.ref(n, 0)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.res.resolve(r, ctx+what, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out yaml.Node
+	if err := out.Encode(unwrap(v)); err != nil {
+		return nil, p.errf(r.line, "%s%s: plugin %q returned data that is not YAML: %v", ctx, what, r.plugin, err)
+	}
+	setPos(&out, r.line, n.Column)
+	p.depth++
+	defer func() { p.depth-- }()
+	if isRef(&out) {
+		return p.expand(&out, ctx, what)
+	}
+	return &out, nil
+}
+
+// setPos gives every node of a resolved value the reference's position.
+func setPos(n *yaml.Node, line, col int) {
+	n.Line, n.Column = line, col
+	for _, c := range n.Content {
+		setPos(c, line, col)
+	}
 }
 
 var transports = map[string]bool{
@@ -147,7 +172,7 @@ var transports = map[string]bool{
 
 // checkConfig validates the shape of the keys muster itself reads.
 func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
-	if n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || n.Kind != yaml.MappingNode || isRef(n) {
 		return nil
 	}
 	pairs, err := p.pairs(n, ctx+"config: ")
@@ -155,6 +180,9 @@ func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
 		return err
 	}
 	for _, e := range pairs {
+		if isRef(e.val) {
+			continue
+		}
 		if e.key == "transport" {
 			s, err := p.str(e.val, ctx, "config.transport")
 			if err != nil {
@@ -176,6 +204,9 @@ func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
 			return err
 		}
 		for _, o := range sect {
+			if isRef(o.val) {
+				continue
+			}
 			what := "config." + e.key + "." + o.key
 			switch o.key {
 			case "port":
@@ -186,6 +217,19 @@ func (p *parser) checkConfig(n *yaml.Node, ctx string) error {
 			case "host", "user", "password":
 				if _, err := p.str(o.val, ctx, what); err != nil {
 					return err
+				}
+			case "known-hosts": // one file, or a list of files
+				items := []*yaml.Node{o.val}
+				if o.val.Kind == yaml.SequenceNode && len(o.val.Content) > 0 {
+					items = o.val.Content
+				}
+				for _, it := range items {
+					if isRef(it) {
+						continue
+					}
+					if s, err := p.str(it, ctx, what); err != nil || s == "" {
+						return p.errf(line(it), "%s%s must be a file path or a list of file paths", ctx, what)
+					}
 				}
 			}
 		}

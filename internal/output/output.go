@@ -44,6 +44,7 @@ func (j *JSON) Started(*muster.Target) {}
 
 // Result writes one item.
 func (j *JSON) Result(r *muster.Result) {
+	r = Redact(r)
 	b, err := json.Marshal(r)
 	if err != nil {
 		b, _ = json.Marshal(map[string]any{"target": r.Target, "status": "failure",
@@ -117,6 +118,7 @@ func (h *Human) clear() {
 // Result prints one target's outcome with its output indented.
 func (h *Human) Result(r *muster.Result) {
 	h.clear()
+	r = Redact(r)
 	var b strings.Builder
 	notRun := !r.OK() && r.Error.Details["started"] == false
 	switch {

@@ -22,7 +22,10 @@
 // or "N%") and pause ("30s"); the same four keys at the top level of the
 // plan are the default of every step. A resources step is rejected. Everything,
 // including every expression and the variables it uses, is checked at load
-// time; a *LoadError names the file and line.
+// time; a *LoadError names the file and line (and, as muster's
+// invalid-input error, carries them as details file and line). A
+// parameter with neither type nor default (nor a null default) is
+// required, as in Bolt.
 //
 // # Values and expressions
 //
@@ -58,7 +61,7 @@
 // catch_errors, run_as, env, noop, description, batch, canary,
 // max_failures and pause; wait_until_available(targets, timeout=120);
 // run_plan(name, [params], targets=..., catch_errors=..., **params);
-// get_targets(*specs); sleep(seconds); out.message(msg); fail_plan(msg,
+// get_targets(*specs); sleep(seconds); out.message(msg); out.verbose(msg); fail_plan(msg,
 // kind=, details=) or fail_plan(error); catch_errors(fn), which returns
 // fn()'s value or the Error it raised; parallelize(targets, fn), which
 // calls fn(target) concurrently (bounded by Options.Concurrency) and
@@ -68,7 +71,19 @@
 // Errors carry the file and line: evaluation errors in their message,
 // plan errors in details.location.
 //
+// # Messages
+//
+// message steps, out::message and out.message always reach the Runner's
+// Message; verbose steps, out::verbose and out.verbose only when
+// Options.Verbose is set (the CLI's --verbose), as in Bolt.
+//
 // # Failure
+//
+// A step that cannot start (its script, file or task is missing, its
+// parameters do not fit) fails before StepStarted when the Runner is a
+// Checker; in a YAML plan such an error, and an evaluation error of a
+// step, names the plan file and the step's line, in the message and as
+// details file and line.
 //
 // An action fails when any target fails; without catch_errors the plan
 // stops with muster/run-failure ("run_command 'x' failed on 2 targets",

@@ -57,8 +57,13 @@ type Param struct {
 	Description string
 }
 
-// Required reports whether a value must be given.
-func (p *Param) Required() bool { return !p.HasDefault && !p.Type.Optional() }
+// Required reports whether a value must be given: a parameter without a
+// default is required unless its declared type accepts undef (Optional,
+// Any, ...). A parameter with no type and no default is required, as in
+// Bolt, where a Puppet parameter without a default must be passed.
+func (p *Param) Required() bool {
+	return !p.HasDefault && (p.TypeString == "" || !p.Type.Optional())
+}
 
 // LoadError is a plan that cannot be loaded: a syntax error, an unknown
 // key, or a construct outside what muster supports. It names the file and
@@ -74,6 +79,22 @@ func (e *LoadError) Error() string {
 		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// As makes a LoadError read as muster's invalid-input error with the file
+// and line in its details (Bolt's error hash), for errors.As and
+// muster.AsError, so JSON output and the API carry them.
+func (e *LoadError) As(target any) bool {
+	p, ok := target.(**muster.Error)
+	if !ok {
+		return false
+	}
+	me := &muster.Error{Kind: muster.KindInvalid, Msg: e.Error(), Details: map[string]any{"file": e.File}, Err: e}
+	if e.Line > 0 {
+		me.Details["line"] = e.Line
+	}
+	*p = me
+	return true
 }
 
 // Index is the set of plans on a module path.

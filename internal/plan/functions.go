@@ -41,7 +41,7 @@ func (rs *runState) CallFunction(c *puppet.Call) (any, error) {
 		for _, a := range c.Args {
 			parts = append(parts, puppet.ToString(a))
 		}
-		rs.r.Message(strings.Join(parts, " "))
+		rs.say(strings.Join(parts, " "), c.Name == "out::verbose")
 		return nil, nil
 	}
 	return nil, c.Errorf("unknown function %s", c.Name)
@@ -124,7 +124,7 @@ func (rs *runState) action(c *puppet.Call) (any, error) {
 	ctx, r := rs.ctx, rs.r
 	if c.Name == "run_command" {
 		cmd := puppet.ToString(args[0])
-		return rs.act("run_command", cmd, ts, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+		return rs.act("run_command", cmd, nil, ts, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return r.RunCommand(ctx, ts, cmd, o)
 		})
 	}
@@ -136,7 +136,7 @@ func (rs *runState) action(c *puppet.Call) (any, error) {
 	if err := applyBatchKey(&b, "pause", wait); err != nil {
 		return nil, c.Errorf("wait_time: %v", err)
 	}
-	return rs.act("wait_until_available", fmt.Sprint(b.Pause), ts, o, catch, func(StepOptions) ([]*muster.Result, error) {
+	return rs.act("wait_until_available", fmt.Sprint(b.Pause), nil, ts, o, catch, func(StepOptions) ([]*muster.Result, error) {
 		return r.WaitUntilAvailable(ctx, ts, b.Pause)
 	})
 }

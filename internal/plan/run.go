@@ -30,6 +30,10 @@ type Options struct {
 	// Batch is the plan-level rolling execution: it is the batch of every
 	// action step that does not set its own.
 	Batch Batch
+	// Verbose shows what verbose steps and out::verbose (out.verbose in
+	// Starlark) say; without it they print nothing, as in Bolt, where
+	// they are shown only with --verbose.
+	Verbose bool
 }
 
 // runState is what one plan execution (and its nested plans) shares.
@@ -83,6 +87,15 @@ func (rs *runState) runPlan(p *Plan, params map[string]any) (any, error) {
 		return child.runStarlark(p, vals)
 	}
 	return child.runYAML(p, vals)
+}
+
+// say hands a plan message to the Runner; a verbose one only when the
+// run is verbose.
+func (rs *runState) say(text string, verbose bool) {
+	if verbose && !rs.o.Verbose {
+		return
+	}
+	rs.r.Message(text)
 }
 
 func (rs *runState) runNamed(name string, params map[string]any) (any, error) {
@@ -254,13 +267,12 @@ func (rs *runState) resolve(vals []any) ([]*muster.Target, error) {
 
 // act runs one action on targets, reporting progress, and raises a
 // run failure when a target fails and catch is false.
-func (rs *runState) act(action, object string, targets []*muster.Target, o StepOptions, catch bool,
+// params are a task's parameters (nil for other actions), for the
+// Runner's Checker.
+func (rs *runState) act(action, object string, params map[string]any, targets []*muster.Target, o StepOptions, catch bool,
 	fn func(StepOptions) ([]*muster.Result, error)) (*puppet.ResultSet, error) {
 	if err := rs.ctx.Err(); err != nil {
 		return nil, muster.AsError(err, muster.KindCancelled)
-	}
-	if len(targets) == 0 {
-		return &puppet.ResultSet{}, nil
 	}
 	if o.RunAs == "" {
 		o.RunAs = rs.runAs
@@ -268,8 +280,22 @@ func (rs *runState) act(action, object string, targets []*muster.Target, o StepO
 	if o.Batch.IsZero() {
 		o.Batch = rs.o.Batch
 	}
+	if c, ok := rs.r.(Checker); ok {
+		// Before anything is printed: a step that cannot start never
+		// says "Starting" (nor, later, "Finished").
+		if err := c.CheckStep(action, object, params, o); err != nil {
+			return nil, muster.AsError(err, muster.KindInvalid)
+		}
+	}
+	if len(targets) == 0 {
+		return &puppet.ResultSet{}, nil
+	}
 	desc := o.Description
-	if desc == "" {
+	switch {
+	case desc != "":
+	case object == "": // apply, apply_prep: "apply", "apply prep"
+		desc = strings.ReplaceAll(action, "_", " ")
+	default:
 		desc = fmt.Sprintf("%s '%s'", strings.TrimPrefix(action, "run_"), object)
 	}
 	rs.r.StepStarted(desc, targets)
@@ -295,7 +321,11 @@ func runFailure(action, object string, set *puppet.ResultSet) *muster.Error {
 	if n == 1 {
 		s = ""
 	}
-	return &muster.Error{Kind: KindRunFailure, Msg: fmt.Sprintf("%s '%s' failed on %d target%s", action, object, n, s),
+	what := fmt.Sprintf("%s '%s'", action, object)
+	if object == "" {
+		what = action
+	}
+	return &muster.Error{Kind: KindRunFailure, Msg: fmt.Sprintf("%s failed on %d target%s", what, n, s),
 		Details: map[string]any{"action": action, "object": object, "result_set": set.Results()}}
 }
 

@@ -26,6 +26,21 @@ type Runner interface {
 	StepFinished(desc string, results []*muster.Result, elapsed time.Duration)
 }
 
+// Checker is implemented by a Runner that can tell, before a step
+// starts, that it cannot: its script or file is missing, its task is
+// unknown or its parameters do not fit. The plan asks before the step's
+// StepStarted, so such a step fails with a clear error and never prints
+// "Starting" or "Finished", as in Bolt, which loads a task or finds a
+// script before it runs anything.
+type Checker interface {
+	// CheckStep checks one step: action is run_command, run_script,
+	// run_task, upload_file, download_file, wait_until_available, apply
+	// or apply_prep; object the command, script, task or source; params
+	// the task's parameters, or {"resources": list} for apply (nil for
+	// other steps).
+	CheckStep(action, object string, params map[string]any, o StepOptions) error
+}
+
 // StepOptions are the per-step options handed to a Runner.
 type StepOptions struct {
 	RunAs       string
@@ -52,3 +67,21 @@ type Batch struct {
 
 // IsZero reports whether b asks for no rolling execution.
 func (b Batch) IsZero() bool { return b == Batch{} }
+
+// Applier is implemented by a Runner that applies Puppet code on targets
+// with Puppet there (muster's engine, through internal/apply): a YAML
+// plan's resources step, and apply and apply_prep in Starlark plans. A
+// Runner without it fails those steps with a clear error.
+type Applier interface {
+	// ApplyResources turns a resources list (Bolt's declarations, as the
+	// plan evaluated them) into a manifest and applies it on every
+	// target; each result is Bolt's ApplyResult (action "apply"). An
+	// error (a bad declaration, naming its index and field) means
+	// nothing ran. A Checker checks the list before the step starts, as
+	// CheckStep("apply", "", {"resources": list}, o).
+	ApplyResources(ctx context.Context, targets []*muster.Target, resources any, o StepOptions) ([]*muster.Result, error)
+	// ApplyPrep is Bolt's apply_prep: it checks that Puppet runs on each
+	// target and, with install, installs the OS's package where it is
+	// missing; a target without Puppet fails.
+	ApplyPrep(ctx context.Context, targets []*muster.Target, install bool, o StepOptions) ([]*muster.Result, error)
+}

@@ -25,6 +25,8 @@ func builtins() starlark.StringDict {
 		"upload_file":          b("upload_file", starAction),
 		"download_file":        b("download_file", starAction),
 		"wait_until_available": b("wait_until_available", starAction),
+		"apply":                b("apply", starApply),
+		"apply_prep":           b("apply_prep", starApply),
 		"run_plan":             b("run_plan", starRunPlan),
 		"get_targets":          b("get_targets", starGetTargets),
 		"sleep":                b("sleep", starSleep),
@@ -142,6 +144,7 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	}
 	ctx, r := rs.ctx, rs.r
 	var fn func(StepOptions) ([]*muster.Result, error)
+	var pm map[string]any // a task's parameters
 	switch b.Name() {
 	case "run_command":
 		fn = func(o StepOptions) ([]*muster.Result, error) { return r.RunCommand(ctx, ts, obj, o) }
@@ -158,7 +161,7 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		}
 		fn = func(o StepOptions) ([]*muster.Result, error) { return r.RunScript(ctx, ts, obj, sargs, o) }
 	case "run_task":
-		pm := map[string]any{}
+		pm = map[string]any{}
 		if params != nil {
 			g, err := fromStar(params)
 			if err != nil {
@@ -179,7 +182,7 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		obj = fmt.Sprint(d)
 		fn = func(StepOptions) ([]*muster.Result, error) { return r.WaitUntilAvailable(ctx, ts, d) }
 	}
-	set, err := rs.act(b.Name(), obj, ts, o, k.catch, fn)
+	set, err := rs.act(b.Name(), obj, pm, ts, o, k.catch, fn)
 	if err != nil {
 		return nil, err
 	}
@@ -301,11 +304,11 @@ func starMessage(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err != nil {
 		return nil, err
 	}
-	if s, ok := starlark.AsString(v); ok {
-		rs.r.Message(s)
-	} else {
-		rs.r.Message(v.String())
+	s, ok := starlark.AsString(v)
+	if !ok {
+		s = v.String()
 	}
+	rs.say(s, b.Name() == "out.verbose")
 	return starlark.None, nil
 }
 

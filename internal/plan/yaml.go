@@ -79,14 +79,15 @@ var stepKeys = map[string][]string{
 	"upload":   {"targets", "destination", "catch_errors", "run_as", "batch", "canary", "max_failures", "pause"},
 	"download": {"targets", "destination", "catch_errors", "run_as", "batch", "canary", "max_failures", "pause"},
 	"plan":     {"targets", "parameters", "catch_errors", "run_as"},
-	"message":  {},
-	"verbose":  {},
-	"eval":     {},
+	// A list of resource declarations, applied with Puppet on the targets.
+	"resources": {"targets", "noop", "catch_errors", "run_as", "batch", "canary", "max_failures", "pause"},
+	"message":   {},
+	"verbose":   {},
+	"eval":      {},
 }
 
 // unsupportedSteps are Bolt step keys muster rejects, with the reason.
 var unsupportedSteps = map[string]string{
-	"resources":   "resources steps (Puppet apply) are not supported by muster",
 	"pwsh_params": "pwsh_params (PowerShell scripts) are not supported by muster",
 }
 
@@ -224,7 +225,11 @@ func (l *yamlLoader) params(p *Plan, v *yaml.Node) error {
 					if err := dv.Decode(&d); err != nil {
 						return l.errf(dv.Line, "parameter %q: bad default: %v", k.Value, err)
 					}
-					prm.Default, prm.HasDefault = puppet.Normalize(d), true
+					// As in Bolt, "default: null" (or an empty default) is
+					// no default at all.
+					if d != nil {
+						prm.Default, prm.HasDefault = puppet.Normalize(d), true
+					}
 				default:
 					return l.errf(dk.Line, "parameter %q: unknown key %q (expected type, default or description)", k.Value, dk.Value)
 				}
@@ -284,7 +289,7 @@ func (l *yamlLoader) step(sn *yaml.Node) (*yamlStep, error) {
 		}
 	}
 	if st.kind == "" {
-		return nil, l.errf(sn.Line, "a step needs one action key: command, task, script, upload, download, plan, message, verbose or eval")
+		return nil, l.errf(sn.Line, "a step needs one action key: command, task, script, upload, download, plan, resources, message, verbose or eval")
 	}
 	allowed := map[string]bool{st.kind: true, "name": true, "description": true}
 	for _, k := range stepKeys[st.kind] {
@@ -317,12 +322,17 @@ func (l *yamlLoader) step(sn *yaml.Node) (*yamlStep, error) {
 	}
 	st.action = a
 	switch st.kind {
-	case "command", "task", "script", "upload", "download":
+	case "command", "task", "script", "upload", "download", "resources":
 		if st.opts["targets"] == nil {
 			return nil, l.errf(sn.Line, "a %s step needs targets", st.kind)
 		}
 		if (st.kind == "upload" || st.kind == "download") && st.opts["destination"] == nil {
 			return nil, l.errf(sn.Line, "an %s step needs a destination", st.kind)
+		}
+		if c, ok := a.(*constT); st.kind == "resources" && ok {
+			if _, isList := c.v.([]any); !isList {
+				return nil, l.errf(actionNode.Line, "resources must be a list of resource declarations ({type, title, parameters} or {<type>: <title>, parameters})")
+			}
 		}
 	}
 	if nameNode != nil {

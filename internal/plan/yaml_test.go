@@ -96,7 +96,8 @@ func TestYAMLEveryStepKind(t *testing.T) {
 	if f.opts[0].RunAs != "root" || f.opts[0].Env["VERSION"] != "1.2.3" || !f.opts[1].Noop {
 		t.Errorf("options: %+v", f.opts[:2])
 	}
-	if d := cmp.Diff([]string{"installed 1.2.3 on t1, t2", "2"}, f.messages); d != "" {
+	// The plan's verbose step says nothing without Options.Verbose.
+	if d := cmp.Diff([]string{"installed 1.2.3 on t1, t2"}, f.messages); d != "" {
 		t.Errorf("messages: %s", d)
 	}
 	m := asJSON(t, v)
@@ -235,7 +236,9 @@ func loadErr(t *testing.T, src string) string {
 
 func TestLoadErrors(t *testing.T) {
 	cases := []struct{ src, want string }{
-		{"steps:\n  - resources:\n      - package: nginx\n    targets: all\n", "p.yaml:2: resources steps (Puppet apply) are not supported by muster"},
+		{"steps:\n  - resources:\n      - package: nginx\n", "p.yaml:2: a resources step needs targets"},
+		{"steps:\n  - resources: nginx\n    targets: all\n", "p.yaml:2: resources must be a list of resource declarations"},
+		{"steps:\n  - resources: []\n    targets: all\n    env_vars: {A: b}\n", `p.yaml:4: unknown key "env_vars" for a resources step`},
 		{"steps:\n  - eval: $x\n", "p.yaml:2: undefined variable $x"},
 		{"steps:\n  - message: hi\n  - eval: |\n      frobnicate(1)\n", `p.yaml:4: unsupported construct: unknown function "frobnicate"`},
 		{"parameters:\n  a: {type: Array}\nsteps:\n  - eval: $a.frob\n", `p.yaml:4: unsupported construct: unknown method "frob"`},

@@ -2,7 +2,9 @@ package plan
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/puppet"
@@ -16,7 +18,7 @@ func (rs *runState) runYAML(p *Plan, params map[string]any) (any, error) {
 	for _, st := range p.yaml.steps {
 		v, err := rs.yamlStep(st, s)
 		if err != nil {
-			return nil, err
+			return nil, stepError(p.File, st.line, err)
 		}
 		if st.name != "" {
 			s.Set(st.name, v)
@@ -39,7 +41,7 @@ func (rs *runState) stepOpt(st *yamlStep, key string, s *puppet.Scope) (any, err
 
 func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 	errf := func(format string, args ...any) error {
-		return muster.Errorf(puppet.KindEvaluation, "%s", fmt.Sprintf("step at line %d: ", st.line)+fmt.Sprintf(format, args...))
+		return muster.Errorf(puppet.KindEvaluation, format, args...)
 	}
 	action, err := st.action.eval(rs, puppet.NewScope(s))
 	if err != nil {
@@ -55,7 +57,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 	}
 	switch st.kind {
 	case "message", "verbose":
-		rs.r.Message(messageText(action))
+		rs.say(messageText(action), st.kind == "verbose")
 		return nil, nil
 	case "eval":
 		return action, nil
@@ -96,12 +98,12 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		}
 	}
 	obj, isStr := action.(string)
-	if !isStr && st.kind != "plan" {
+	if !isStr && st.kind != "plan" && st.kind != "resources" {
 		return nil, errf("%s must be a string, got %s", st.kind, puppet.TypeName(action))
 	}
 	switch st.kind {
 	case "command":
-		return rs.act("run_command", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+		return rs.act("run_command", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.RunCommand(rs.ctx, targets, obj, o)
 		})
 	case "task":
@@ -110,7 +112,7 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 			return nil, errf("parameters must be a mapping")
 		}
 		params = puppet.ToData(params).(map[string]any)
-		return rs.act("run_task", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+		return rs.act("run_task", obj, params, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.RunTask(rs.ctx, targets, obj, params, o)
 		})
 	case "script":
@@ -122,19 +124,21 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		} else if opts["arguments"] != nil {
 			return nil, errf("arguments must be a list")
 		}
-		return rs.act("run_script", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+		return rs.act("run_script", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.RunScript(rs.ctx, targets, obj, args, o)
 		})
 	case "upload", "download":
 		dest := puppet.ToString(opts["destination"])
 		if st.kind == "upload" {
-			return rs.act("upload_file", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+			return rs.act("upload_file", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 				return rs.r.Upload(rs.ctx, targets, obj, dest, o)
 			})
 		}
-		return rs.act("download_file", obj, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
+		return rs.act("download_file", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 			return rs.r.Download(rs.ctx, targets, obj, dest, o)
 		})
+	case "resources":
+		return rs.applyResources(targets, action, o, catch)
 	case "plan":
 		name, ok := action.(string)
 		if !ok {
@@ -152,6 +156,39 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		return rs.nested(name, params, o.RunAs, catch)
 	}
 	return nil, errf("unknown step kind %s", st.kind)
+}
+
+// stepError locates an error of a step that could not run (a missing
+// script or task, bad parameters, an expression that failed) at the
+// plan's file and the step's line: "FILE:LINE: " before the message
+// unless it names its place already, and "file" and "line" in the
+// details, as Bolt's errors from a plan carry them. Run failures and
+// errors that already name their file (from a nested plan, or
+// fail_plan's own details) are returned as they are.
+func stepError(file string, line int, err error) error {
+	var me *muster.Error
+	if !errors.As(err, &me) {
+		me = muster.AsError(err, muster.KindInvalid)
+	}
+	switch me.Kind {
+	case muster.KindInvalid, puppet.KindEvaluation:
+	default:
+		return err
+	}
+	if _, has := me.Details["file"]; has {
+		return err
+	}
+	out := *me
+	out.Details = map[string]any{}
+	for k, v := range me.Details {
+		out.Details[k] = v
+	}
+	out.Details["file"], out.Details["line"] = file, line
+	if !strings.HasPrefix(out.Msg, file+":") {
+		out.Msg = fmt.Sprintf("%s:%d: %s", file, line, out.Msg)
+	}
+	out.Err = err
+	return &out
 }
 
 // nested runs a plan from a plan; with catch an error becomes the value.

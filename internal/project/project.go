@@ -51,6 +51,11 @@ type Options struct {
 	InventoryFile string
 	// ModulePath overrides <Dir>/modules and <Dir>/site-modules.
 	ModulePath []string
+	// Builtin is the directory of the modules shipped with muster
+	// (internal/builtin's Path), "" for none. It goes last on the module
+	// path, after ModulePath, so a project's module of the same name wins,
+	// as Bolt's bundled modules do; it is not watched for changes.
+	Builtin string
 	// Inventory carries the command line's connection defaults and the
 	// warning sink to the inventory loader.
 	Inventory inventory.Options
@@ -70,23 +75,34 @@ func (o Options) InventoryPath() (string, error) {
 }
 
 // Modules is the module path: ModulePath, else modules/ and
-// site-modules/ in Dir.
+// site-modules/ in Dir; then Builtin when set.
 func (o Options) Modules() []string {
+	own := o.projectModules()
+	if o.Builtin == "" {
+		return own
+	}
+	return append(own, o.Builtin)
+}
+
+// projectModules is the project's own module path: ModulePath, else
+// modules/ and site-modules/ in Dir.
+func (o Options) projectModules() []string {
 	if len(o.ModulePath) > 0 {
-		return o.ModulePath
+		return append([]string(nil), o.ModulePath...)
 	}
 	return []string{filepath.Join(o.Dir, "modules"), filepath.Join(o.Dir, "site-modules")}
 }
 
 // Watched lists what a reload reads: the inventory file and pull.yaml
-// (whether or not they exist yet) and the module path's directory trees.
+// (whether or not they exist yet) and the module path's directory trees,
+// but for Builtin, which changes only with muster itself.
 func (o Options) Watched() (files, trees []string) {
 	if o.InventoryFile != "" {
 		files = []string{o.InventoryFile}
 	} else {
 		files = []string{filepath.Join(o.Dir, "inventory.yaml")}
 	}
-	return append(files, o.PullPath()), o.Modules()
+	return append(files, o.PullPath()), o.projectModules()
 }
 
 // PullPath is the pull-mode configuration file: pull.yaml in Dir.
@@ -116,10 +132,14 @@ func (o Options) LoadInventory() (*inventory.Inventory, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if path == "" {
-		return inventory.Empty(o.Inventory), "", nil
+	opts, err := inventory.WithProjectConfig(o.Inventory, o.Dir)
+	if err != nil {
+		return nil, "", err
 	}
-	inv, err := inventory.Load(path, o.Inventory)
+	if path == "" {
+		return inventory.Empty(opts), "", nil
+	}
+	inv, err := inventory.Load(path, opts)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,7 +196,7 @@ func (p *Project) Summary() []any {
 	if inv == "" {
 		inv = "none (ad-hoc targets only)"
 	}
-	return []any{"dir", p.Dir, "inventory", inv, "targets", len(p.Inventory.Targets()), "groups", len(p.Inventory.GroupNames()),
+	return []any{"dir", p.Dir, "inventory", inv, "targets", p.Inventory.Len(), "groups", len(p.Inventory.GroupNames()),
 		"tasks", len(p.Tasks.List(true)), "plans", len(p.Plans.List(true))}
 }
 

@@ -46,6 +46,8 @@ func TestOptionsDefaults(t *testing.T) {
 	}{
 		{"no inventory", Options{Dir: dir}, "", []string{filepath.Join(dir, "modules"), filepath.Join(dir, "site-modules")}},
 		{"explicit", Options{Dir: dir, InventoryFile: "/x/inv.yaml", ModulePath: []string{"/m"}}, "/x/inv.yaml", []string{"/m"}},
+		{"built-in last", Options{Dir: dir, Builtin: "/b"}, "", []string{filepath.Join(dir, "modules"), filepath.Join(dir, "site-modules"), "/b"}},
+		{"built-in after --modulepath", Options{Dir: dir, ModulePath: []string{"/m", "/n"}, Builtin: "/b"}, "", []string{"/m", "/n", "/b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,6 +57,15 @@ func TestOptionsDefaults(t *testing.T) {
 			}
 			if m := tc.o.Modules(); strings.Join(m, ":") != strings.Join(tc.modules, ":") {
 				t.Errorf("Modules() = %v, want %v", m, tc.modules)
+			}
+			// The built-in modules change only with muster: never watched.
+			_, trees := tc.o.Watched()
+			want := tc.modules
+			if tc.o.Builtin != "" {
+				want = want[:len(want)-1]
+			}
+			if strings.Join(trees, ":") != strings.Join(want, ":") {
+				t.Errorf("Watched() trees = %v, want %v", trees, want)
 			}
 		})
 	}

@@ -85,7 +85,8 @@ func invalidf(format string, args ...any) error {
 // (no ".", ":", "@", not "localhost") that matches nothing is refused as a
 // likely typo, with the nearest names as suggestions; write ssh://name for
 // an ad-hoc host of that name. The result is de-duplicated by name, in
-// first-seen order. A nil inv is treated as inventory.Empty.
+// first-seen order, and every target gets Bolt's local defaults
+// (ApplyLocalDefaults). A nil inv is treated as inventory.Empty.
 //
 // Resolve never reads files: a token "@path" is refused (the command-line
 // client expands those with ExpandFiles first), since specs may come from
@@ -121,6 +122,7 @@ func Resolve(inv *inventory.Inventory, specs []string) ([]*muster.Target, error)
 		for _, t := range ts {
 			if !seen[t.Name] {
 				seen[t.Name] = true
+				ApplyLocalDefaults(t)
 				out = append(out, t)
 			}
 		}
@@ -161,14 +163,8 @@ func ExpandFiles(specs []string) ([]string, error) {
 }
 
 func resolveToken(inv *inventory.Inventory, tok string) ([]*muster.Target, error) {
-	if ts, ok := inv.Group(tok); ok {
-		return ts, nil
-	}
-	if t, ok := inv.Target(tok); ok {
-		return []*muster.Target{t}, nil
-	}
-	if t, ok := inv.ByAlias(tok); ok {
-		return []*muster.Target{t}, nil
+	if ts, ok, err := inv.Lookup(tok); ok || err != nil {
+		return ts, err
 	}
 	if strings.ContainsAny(tok, globChars) && !hasScheme(tok) {
 		return globTargets(inv, tok)
@@ -204,7 +200,7 @@ func unmatched(inv *inventory.Inventory, tok string) error {
 		return invalidf("%s; did you mean %s? (to use an ad-hoc host of that name, write ssh://%s)", msg, alts, tok)
 	}
 	return invalidf("%s (checked %d groups, %d targets and their aliases); to use an ad-hoc host of that name, write ssh://%s",
-		msg, len(inv.GroupNames()), len(inv.Targets()), tok)
+		msg, len(inv.GroupNames()), inv.Len(), tok)
 }
 
 // hasScheme reports whether tok starts with "transport://" (Bolt: ^[^:]+://).
@@ -218,27 +214,32 @@ func globTargets(inv *inventory.Inventory, pattern string) ([]*muster.Target, er
 	if err != nil {
 		return nil, muster.Errorf(muster.KindInvalid, "%v", err)
 	}
-	var out []*muster.Target
+	// Match names first, so only the matched targets' plugins run.
+	var keys []string
 	groups := inv.GroupNames()
 	for _, name := range groups {
 		if g.match(name) {
-			ts, _ := inv.Group(name)
-			out = append(out, ts...)
+			ms, _ := inv.GroupMembers(name)
+			keys = append(keys, ms...)
 		}
 	}
-	all := inv.Targets()
-	for _, t := range all {
-		if g.match(t.Name) {
-			out = append(out, t)
+	names := inv.TargetNames()
+	for _, n := range names {
+		if g.match(n) {
+			keys = append(keys, n)
 		}
 	}
-	for _, t := range all {
-		for _, a := range t.Alias {
+	for _, n := range names {
+		for _, a := range inv.AliasesOf(n) {
 			if g.match(a) {
-				out = append(out, t)
+				keys = append(keys, n)
 				break
 			}
 		}
+	}
+	out, err := inv.TargetsNamed(keys)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		hint := ""
@@ -246,7 +247,7 @@ func globTargets(inv *inventory.Inventory, pattern string) ([]*muster.Target, er
 			hint = fmt.Sprintf("; for an ad-hoc target write ssh://%s", inventory.Redact(pattern))
 		}
 		return nil, invalidf("no targets match %q (checked %d groups, %d targets and their aliases)%s",
-			inventory.Redact(pattern), len(groups), len(all), hint)
+			inventory.Redact(pattern), len(groups), len(names), hint)
 	}
 	return out, nil
 }

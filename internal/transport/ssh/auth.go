@@ -11,10 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/muster-run/muster"
 	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/muster-run/muster"
 )
 
 // keyCache holds parsed private keys and known_hosts files for the life of a
@@ -313,6 +314,10 @@ func (t *Transport) hostKeyCallback(p *params) (xssh.HostKeyCallback, []string, 
 	}
 	algos := knownAlgos(r.cb, p.addr())
 	name, files := p.name, strings.Join(p.knownHosts, ", ")
+	addTo := "~/.ssh/known_hosts"
+	if p.knownHostsSet {
+		addTo = p.knownHosts[0]
+	}
 	cb := func(hostname string, remote net.Addr, key xssh.PublicKey) error {
 		err := r.cb(hostname, remote, key)
 		if err == nil {
@@ -327,8 +332,8 @@ func (t *Transport) hostKeyCallback(p *params) (xssh.HostKeyCallback, []string, 
 		if len(ke.Want) == 0 {
 			return muster.Errorf(muster.KindConnect,
 				"Host key verification failed for %s: host %s is not in known_hosts (%s); it offered %s key %s. "+
-					"Check the fingerprint, then add the key (ssh-keyscan -p %d %s >> ~/.ssh/known_hosts) or set host-key-check: false",
-				name, hostname, files, key.Type(), fp, p.port, p.host).WithCode("HOST_KEY_ERROR").
+					"Check the fingerprint, then add the key (ssh-keyscan -p %d %s >> %s) or set host-key-check: false (--no-host-key-check)",
+				name, hostname, files, key.Type(), fp, p.port, p.host, addTo).WithCode("HOST_KEY_ERROR").
 				WithDetail("fingerprint", fp)
 		}
 		var want []string

@@ -3,6 +3,7 @@ package ssh
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/kevinburke/ssh_config"
+
 	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/inventory"
 )
 
 // params is everything needed to reach one endpoint, after merging the
@@ -31,8 +34,11 @@ type params struct {
 	useAgent   bool
 	hostCheck  bool
 	knownHosts []string
-	timeout    time.Duration
-	jump       *params
+	// knownHostsSet: knownHosts came from the known-hosts setting, not
+	// from the defaults.
+	knownHostsSet bool
+	timeout       time.Duration
+	jump          *params
 }
 
 // addr returns host:port.
@@ -54,6 +60,38 @@ func (p *params) poolKey() string {
 		b.WriteString("|via=" + p.jump.poolKey())
 	}
 	return b.String()
+}
+
+// describeAuth says, without secrets, how p authenticates and checks the
+// host key, for debug messages.
+func (p *params) describeAuth() string {
+	var parts []string
+	switch {
+	case p.keyFile != "":
+		parts = append(parts, "key "+p.keyFile)
+	case p.keyData != "":
+		parts = append(parts, "inline key")
+	}
+	if p.password != "" {
+		parts = append(parts, "password")
+	}
+	if p.useAgent {
+		parts = append(parts, "ssh-agent")
+	}
+	if p.hostCheck {
+		parts = append(parts, "host keys from "+strings.Join(p.knownHosts, ", "))
+	} else {
+		parts = append(parts, "no host key check")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// via names the bastion of p, "" for a direct connection.
+func via(p *params) string {
+	if p.jump == nil {
+		return ""
+	}
+	return " via " + p.jump.user + "@" + p.jump.addr()
 }
 
 func digest(s string) string {
@@ -117,6 +155,76 @@ func cfgBool(target string, cfg map[string]any, key string) (bool, bool, error) 
 		}
 	}
 	return false, false, configError(target, key, "want a boolean, got %v", show(v))
+}
+
+// cfgPaths reads a setting that names one file or a list of files; "~"
+// is expanded.
+func cfgPaths(target string, cfg map[string]any, key string) ([]string, error) {
+	var raw []any
+	switch v := cfg[key].(type) {
+	case nil:
+		return nil, nil
+	case string:
+		raw = []any{v}
+	case []string:
+		for _, s := range v {
+			raw = append(raw, s)
+		}
+	case []any:
+		raw = v
+	default:
+		return nil, configError(target, key, "want a file path or a list of them, got %v", show(v))
+	}
+	var out []string
+	for _, x := range raw {
+		s, ok := x.(string)
+		if !ok || strings.TrimSpace(s) == "" {
+			return nil, configError(target, key, "want a file path or a list of them, got %v", show(x))
+		}
+		out = append(out, expandHome(s))
+	}
+	return out, nil
+}
+
+// overlay returns tg's ssh config with Options.Override on top, and the
+// user and port to connect with: a user or port written in tg's URI wins,
+// then Override, then tg's own (inventory) settings.
+func (t *Transport) overlay(tg *muster.Target) (cfg map[string]any, user string, port int) {
+	cfg, user, port = tg.TransportConfig(), tg.User, tg.Port
+	if len(t.opts.Override) == 0 {
+		return cfg, user, port
+	}
+	var uriUser string
+	var uriPort int
+	if tg.URI != "" {
+		if u, err := inventory.ParseURI(tg.URI); err == nil {
+			uriUser, uriPort = u.User, u.Port
+		}
+	}
+	merged := make(map[string]any, len(cfg)+len(t.opts.Override))
+	for k, v := range cfg {
+		merged[k] = v
+	}
+	for k, v := range t.opts.Override {
+		switch k {
+		case "user":
+			if uriUser != "" {
+				continue
+			}
+			if s, ok := v.(string); ok {
+				user = s
+			}
+		case "port":
+			if uriPort != 0 {
+				continue
+			}
+			if n, ok := v.(int); ok {
+				port = n
+			}
+		}
+		merged[k] = v
+	}
+	return merged, user, port
 }
 
 func show(v any) string {
@@ -183,7 +291,7 @@ func (t *Transport) sshConfig() *ssh_config.Config {
 
 // resolve merges a target's settings into params.
 func (t *Transport) resolve(tg *muster.Target) (*params, error) {
-	cfg := tg.TransportConfig()
+	cfg, tgUser, tgPort := t.overlay(tg)
 	name := tg.Name
 	load, set, err := cfgBool(name, cfg, "load-config")
 	if err != nil {
@@ -215,8 +323,8 @@ func (t *Transport) resolve(tg *muster.Target) (*params, error) {
 		return nil, err
 	}
 	switch {
-	case tg.Port != 0:
-		port = tg.Port
+	case tgPort != 0:
+		port = tgPort
 	case set:
 	case t.sshConfigGet(load, host, "Port") != "":
 		if port, err = strconv.Atoi(t.sshConfigGet(load, host, "Port")); err != nil {
@@ -234,8 +342,8 @@ func (t *Transport) resolve(tg *muster.Target) (*params, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tg.User != "" {
-		u = tg.User
+	if tgUser != "" {
+		u = tgUser
 	}
 	if u == "" {
 		u = t.sshConfigGet(load, host, "User")
@@ -276,7 +384,21 @@ func (t *Transport) resolve(tg *muster.Target) (*params, error) {
 		hc = s != "no" && s != "off"
 	}
 	p.hostCheck = hc
-	if p.hostCheck {
+	kh, err := cfgPaths(name, cfg, "known-hosts")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !p.hostCheck:
+	case len(kh) > 0:
+		// known-hosts names the only files to trust, so each must exist.
+		for _, f := range kh {
+			if _, err := os.Stat(f); err != nil {
+				return nil, configError(name, "known-hosts", "cannot read %s: %v", f, errors.Unwrap(err))
+			}
+		}
+		p.knownHosts, p.knownHostsSet = kh, true
+	default:
 		if f := t.sshConfigGet(load, host, "UserKnownHostsFile"); f != "" {
 			for _, x := range strings.Fields(f) {
 				p.knownHosts = append(p.knownHosts, expandHome(x))

@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/muster-run/muster"
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/muster-run/muster"
 )
 
 // maxHandshakesPerBastion keeps unauthenticated connections through one
@@ -272,6 +273,7 @@ func (t *Transport) dial(p *params) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.logf("ssh: connecting to %s as %s@%s%s (%s; timeout %s)", p.name, p.user, p.addr(), via(p), p.describeAuth(), p.timeout)
 	cfg := &xssh.ClientConfig{
 		Config:            xssh.Config{KeyExchanges: kexAlgos, Ciphers: cipherAlgos},
 		User:              p.user,

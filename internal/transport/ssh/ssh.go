@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/kevinburke/ssh_config"
-	"github.com/muster-run/muster"
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/muster-run/muster"
 )
 
 // Options configure a Transport. The zero value gives the defaults.
@@ -46,6 +47,12 @@ type Options struct {
 	// never retries a failed authentication for the life of the Transport
 	// (one CLI run); ForgetAuthFailures clears the failures in either case.
 	AuthRetryAfter time.Duration
+	// Override holds connection settings that win over every target's
+	// ssh config (the command line's --user, --port, --private-key, ...),
+	// shaped like an ssh config section: user, port, private-key,
+	// password, host-key-check, known-hosts, connect-timeout. A user or
+	// port written in a target's URI still wins over them.
+	Override map[string]any
 	// Logf, if set, receives debug messages.
 	Logf func(format string, args ...any)
 }
