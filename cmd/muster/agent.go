@@ -17,6 +17,7 @@ import (
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/action"
 	"github.com/muster-run/muster/internal/agent"
+	"github.com/muster-run/muster/internal/builtin"
 	"github.com/muster-run/muster/internal/checkin"
 	"github.com/muster-run/muster/internal/engine"
 	"github.com/muster-run/muster/internal/filewatch"
@@ -30,7 +31,7 @@ type agentFlags struct {
 	server, dataDir, certname, token, caFingerprint, factsCommand string
 	insecure                                                      bool
 	offlineAfter, wait                                            time.Duration
-	watch                                                         []string
+	watch, modulePath                                             []string
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -118,7 +119,7 @@ func (a *app) runAgent(c *cobra.Command, f agentFlags) error {
 	ag, err := agent.New(agent.Config{Server: f.server, DataDir: f.dataDir, Certname: f.certname, EnrollToken: f.token,
 		CAFingerprint: f.caFingerprint, InsecureFirstContact: f.insecure, Wait: f.wait, OfflineRunAfter: f.offlineAfter,
 		ExtraWatch: f.watch, FactsCommand: f.factsCommand,
-		KeepResident: os.Getenv("MUSTER_AGENT_KEEP_RESIDENT") == "1", Exec: agentExec(runner, f.certname, agentTasks(f.modulePath, log)),
+		KeepResident: os.Getenv("MUSTER_AGENT_KEEP_RESIDENT") == "1", Exec: agentExec(runner, f.certname, agentTasks(f.dataDir, f.modulePath, log)),
 		Watch: watchPaths, Logger: log})
 	if err != nil {
 		return usageError{err}
@@ -161,9 +162,9 @@ func newLocalRunner() (*action.Runner, func()) {
 
 // agentTasks loads the tasks that pull runs may name: the module path
 // given (default /etc/muster/modules when it exists), then the built-in
-// modules. It is loaded at each task run, so modules deployed while the
+// modules (kept in the agent's data directory). It is loaded at each task run, so modules deployed while the
 // agent runs are found.
-func agentTasks(modulePath []string, log *slog.Logger) func() (*project.Project, error) {
+func agentTasks(dataDir string, modulePath []string, log *slog.Logger) func() (*project.Project, error) {
 	if len(modulePath) == 0 {
 		if fi, err := os.Stat("/etc/muster/modules"); err == nil && fi.IsDir() {
 			modulePath = []string{"/etc/muster/modules"}
@@ -174,7 +175,11 @@ func agentTasks(modulePath []string, log *slog.Logger) func() (*project.Project,
 		if len(modulePath) == 0 {
 			o.ModulePath = []string{filepath.Join(os.TempDir(), "muster-agent-no-modules")}
 		}
-		builtinModules(&o, log)
+		if dir, err := builtin.Dir(filepath.Join(dataDir, "builtin")); err == nil {
+			o.Builtin = dir
+		} else {
+			log.Warn("the built-in modules are unavailable to pull runs that are tasks", "err", err)
+		}
 		return project.Load(o)
 	}
 }
@@ -220,7 +225,7 @@ func agentExec(runner *action.Runner, certname string, tasks func() (*project.Pr
 			}
 			return -1, fmt.Errorf("%s", res.Error.Msg)
 		}
-		if kind == muster.JobTask && stdout.Len() == 0 {
+		if kind == muster.JobTask && stdout.String() == "" {
 			if b, err := json.Marshal(res.Value); err == nil {
 				_, _ = stdout.Write(append(b, '\n'))
 			}

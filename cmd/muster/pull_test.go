@@ -411,3 +411,75 @@ runs:
 		return must(os.ReadFile(target)) == "managed on p1.puppet.test via puppet-local\n"
 	})
 }
+
+// A pull run that is a task: pull.yaml names a task from the agent's own
+// module path (--modulepath) with params, or a built-in module's task;
+// the agent runs it through the engine, and the run's result carries the
+// task's JSON.
+func TestPullRunsATask(t *testing.T) {
+	mods := t.TempDir()
+	taskDir := filepath.Join(mods, "site", "tasks")
+	if err := os.MkdirAll(taskDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(taskDir, "hello.sh"),
+		[]byte("#!/bin/sh\necho \"{\\\"greeting\\\": \\\"hello $PT_name on $MUSTER_NODE\\\"}\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(taskDir, "hello.json"),
+		[]byte(`{"parameters": {"name": {"type": "String[1]"}}, "input_method": "environment"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := localProject(t, 1)
+	cfg := `interval: 1h
+backends:
+  - {name: local, max_running: 5}
+runs:
+  - match: {glob: "t1*"}
+    task: site::hello
+    params: {name: muster}
+  - match: {glob: "t2*"}
+    task: package
+    params: {action: status, name: coreutils}
+`
+	if err := os.WriteFile(filepath.Join(dir, "pull.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, addr, fp := agentsOf(t, dir)
+	srv.env(t)
+	ctx := context.Background()
+	tok, err := srv.client().CreateEnrollToken(ctx, api.EnrollTokenRequest{Name: "tasks", Uses: 2, Certnames: "*.task.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"t1.task.test", "t2.task.test"} {
+		startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", name, "--enroll-token", tok.Secret,
+			"--ca-fingerprint", fp, "--modulepath", mods)
+	}
+	lastRun := func(name string) (api.RunView, bool) {
+		n, err := srv.client().Node(ctx, name)
+		if err != nil || n.LastRunID == 0 {
+			return api.RunView{}, false
+		}
+		runs, err := srv.client().Runs(ctx, jobOfRun(t, srv.client(), n.LastRunID), api.RunsOptions{})
+		if err != nil || len(runs) == 0 || !runs[0].State.Final() {
+			return api.RunView{}, false
+		}
+		return runs[0], true
+	}
+	for name, want := range map[string]string{
+		"t1.task.test": `{"greeting": "hello muster on t1.task.test"}`,
+		"t2.task.test": `"status":"installed"`,
+	} {
+		var r api.RunView
+		eventually(t, name+"'s task run ends", func() bool {
+			var ok bool
+			r, ok = lastRun(name)
+			return ok
+		})
+		out, _ := r.Value["stdout"].(string)
+		if r.State != muster.RunSucceeded || !strings.Contains(out, want) {
+			t.Errorf("%s: %s, stdout %q, error %q; want %s", name, r.State, out, r.Error, want)
+		}
+	}
+}
