@@ -50,6 +50,8 @@ func (k JobKind) Valid() bool {
 //
 //	scheduled -> pending -> running -> succeeded | failed | cancelled
 //	                          running -> retrying -> pending (after backoff)
+//	waiting -> pending | scheduled   (its dependencies succeeded)
+//	waiting -> blocked -> waiting    (a dependency failed; it was retried)
 type RunState string
 
 // The run states.
@@ -66,10 +68,19 @@ const (
 	RunCancelled RunState = "cancelled"
 	// RunRetrying failed and waits for its backoff to elapse.
 	RunRetrying RunState = "retrying"
+	// RunWaiting waits for its dependencies (Job.After): the runs of
+	// other jobs that must succeed before it may start. It is never
+	// claimed.
+	RunWaiting RunState = "waiting"
+	// RunBlocked will not run: a run it depends on ended failed or
+	// cancelled for good. Its Error says which and why. Retrying the
+	// failed work (Jobs.RetryJob) sends it back to waiting.
+	RunBlocked RunState = "blocked"
 )
 
 // RunStates lists every run state, in lifecycle order.
-var RunStates = []RunState{RunScheduled, RunPending, RunRunning, RunRetrying, RunSucceeded, RunFailed, RunCancelled}
+var RunStates = []RunState{RunWaiting, RunBlocked, RunScheduled, RunPending, RunRunning, RunRetrying, RunSucceeded,
+	RunFailed, RunCancelled}
 
 // Final reports whether s is a terminal state.
 func (s RunState) Final() bool {
@@ -95,6 +106,8 @@ type JobState string
 
 // The job states.
 const (
+	JobWaiting   JobState = "waiting"   // runs wait for the jobs it runs after
+	JobBlocked   JobState = "blocked"   // runs are blocked by a failed dependency
 	JobScheduled JobState = "scheduled" // nothing ready or running yet
 	JobPending   JobState = "pending"   // some run is ready, none running
 	JobRunning   JobState = "running"   // some run is running
@@ -123,6 +136,12 @@ type Job struct {
 	CreatedAt     time.Time
 	CancelledAt   time.Time // zero unless cancelled
 
+	// After lists the jobs this one runs after: its runs start only once
+	// theirs succeeded (see Dependency). A job with dependencies is never
+	// coalesced into other jobs' waiting runs. Dependencies are fixed at
+	// submit and always name older jobs, so they cannot form a cycle.
+	After []Dependency
+
 	// Filled in by GetJob and ListJobs: runs serving this job, by state.
 	// A coalesced run is counted in every job it serves.
 	Counts map[RunState]int
@@ -140,6 +159,10 @@ func (j Job) State() JobState {
 		return JobPending
 	case c[RunScheduled] > 0 || c[RunRetrying] > 0:
 		return JobScheduled
+	case c[RunWaiting] > 0:
+		return JobWaiting
+	case c[RunBlocked] > 0:
+		return JobBlocked
 	case c[RunFailed] > 0 || c[RunCancelled] > 0:
 		return JobFailed
 	}
@@ -182,6 +205,27 @@ const (
 	OutcomeSucceeded Outcome = "succeeded"
 	OutcomeFailed    Outcome = "failed"
 )
+
+// Dependency is one job another runs after.
+type Dependency struct {
+	JobID int64
+	// Each makes the dependency per node: the dependent's run on node X
+	// waits only for JobID's runs on X (and not at all when JobID has
+	// none there). Without it, every run waits for all of JobID's runs.
+	Each bool
+}
+
+// MaxAfter bounds a job's dependencies.
+const MaxAfter = 100
+
+// RetryResult says what Jobs.RetryJob did.
+type RetryResult struct {
+	// Retried lists the runs requeued, by id.
+	Retried []int64
+	// Unblocked counts the blocked runs (of the jobs that run after this
+	// one) that went back to waiting.
+	Unblocked int
+}
 
 // SubmitResult says which run serves each target of a new job.
 type SubmitResult struct {
@@ -428,7 +472,16 @@ type Jobs interface {
 	// and returns zero counts.
 	CancelJob(ctx context.Context, id int64) (CancelResult, error)
 	// BumpJob moves the job's waiting runs to the front of the queue, ready now.
+	// Runs still waiting for their dependencies (or blocked) keep waiting,
+	// and go to the front once they are ready.
 	BumpJob(ctx context.Context, id int64) error
+	// RetryJob requeues the job's failed runs (those on node only, when it
+	// is not empty), in one transaction: each goes back to pending, ready
+	// now, with its job's retries again, and the runs of later jobs
+	// blocked by it go back to waiting. It is ErrNotFound for an unknown
+	// job, and ErrInvalid (saying why) for a cancelled or repeating job or
+	// one without failed runs.
+	RetryJob(ctx context.Context, id int64, node string) (RetryResult, error)
 	// GetJob returns a job with its run counts, or ErrNotFound.
 	GetJob(ctx context.Context, id int64) (Job, error)
 	// ListJobs returns jobs with their run counts, newest first.
@@ -511,6 +564,15 @@ func (j *Job) Validate() error {
 		return errors.Join(ErrInvalid, errors.New("negative retries, interval or timeout"))
 	case j.Every > 0 && j.Continuous:
 		return errors.Join(ErrInvalid, errors.New("a job is either recurring or continuous"))
+	case len(j.After) > MaxAfter:
+		return errors.Join(ErrInvalid, fmt.Errorf("after: %d jobs; a job may run after at most %d", len(j.After), MaxAfter))
+	}
+	after := map[int64]bool{}
+	for _, d := range j.After {
+		if d.JobID <= 0 || after[d.JobID] {
+			return errors.Join(ErrInvalid, fmt.Errorf("after: job id %d is not positive or is listed twice", d.JobID))
+		}
+		after[d.JobID] = true
 	}
 	if len(j.Spec) == 0 {
 		j.Spec = json.RawMessage("{}")

@@ -18,7 +18,8 @@ func (a *app) jobCommand() *cobra.Command {
 	submit := a.jobSubmitCommand(&cf)
 	list, show, watch, cancel, bump, stats := a.jobListCommand(&cf), a.jobShowCommand(&cf), a.jobWatchCommand(&cf),
 		a.jobMutateCommand(&cf, "cancel"), a.jobMutateCommand(&cf, "bump"), a.jobStatsCommand(&cf)
-	g := group("job", "Queue work on a muster server, and follow it", submit, list, show, watch, cancel, bump, stats)
+	g := group("job", "Queue work on a muster server, and follow it", submit, list, show, watch, cancel, bump,
+		a.jobRetryCommand(&cf), stats)
 	g.Long = `Talk to a running 'muster server' through its HTTP API. A job is a command,
 script, task or plan against targets; the server resolves the targets with
 its inventory and queues one node-run per target.
@@ -57,13 +58,17 @@ func (a *app) jobListCommand(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "%-6s %-9s %-8s %-8s %-20s %s\n", "ID", "STATE", "KIND", "TARGETS", "CREATED", "OBJECT")
 			for _, j := range list.Jobs {
+				obj := oneLine(j.Object, 60)
+				if len(j.After) > 0 {
+					obj += "  [" + afterText(j) + "]"
+				}
 				fmt.Fprintf(a.stdout, "%-6d %-9s %-8s %-8s %-20s %s\n", j.ID, j.State, j.Kind, progress(j),
-					j.CreatedAt.Local().Format("2006-01-02 15:04:05"), oneLine(j.Object, 60))
+					j.CreatedAt.Local().Format("2006-01-02 15:04:05"), obj)
 			}
 			return nil
 		},
 	}
-	c.Flags().StringVar(&state, "state", "", "only jobs in this state: scheduled, pending, running, succeeded, failed or cancelled")
+	c.Flags().StringVar(&state, "state", "", "only jobs in this state: waiting, blocked, scheduled, pending, running, succeeded, failed or cancelled")
 	c.Flags().IntVar(&limit, "limit", 50, "at most this many jobs")
 	return c
 }
@@ -169,6 +174,9 @@ func (a *app) printJob(job api.JobView, runs []api.RunView) error {
 	case job.Every > 0:
 		fmt.Fprintf(a.stdout, "  recurring every %s\n", time.Duration(job.Every))
 	}
+	if len(job.After) > 0 {
+		fmt.Fprintf(a.stdout, "  runs %s: each run starts once they succeeded\n", afterText(job))
+	}
 	ho, _ := a.humanOptions(0)
 	h := output.NewHuman(a.stdout, ho)
 	for _, r := range runs {
@@ -176,7 +184,14 @@ func (a *app) printJob(job api.JobView, runs []api.RunView) error {
 			h.Result(res)
 			continue
 		}
-		fmt.Fprintf(a.stdout, "%s on %s (attempt %d)\n", r.State, r.Target, r.Attempt)
+		switch r.State {
+		case muster.RunWaiting:
+			fmt.Fprintf(a.stdout, "waiting on %s: %s\n", r.Target, afterText(job))
+		case muster.RunBlocked:
+			fmt.Fprintf(a.stdout, "blocked on %s: %s\n", r.Target, strings.TrimPrefix(r.Error, "blocked: "))
+		default:
+			fmt.Fprintf(a.stdout, "%s on %s (attempt %d)\n", r.State, r.Target, r.Attempt)
+		}
 	}
 	if len(results) > 0 {
 		return h.Finish(results, elapsedOf(runs), false)
@@ -243,4 +258,40 @@ func (a *app) jobMutateCommand(cf *clientFlags, verb string) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func (a *app) jobRetryCommand(cf *clientFlags) *cobra.Command {
+	var node string
+	c := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Requeue a job's failed runs; the jobs it blocked go back to waiting",
+		Long: `Requeue a job's failed runs (or its failed run on one node, with --node):
+each is ready at once, with the job's retries again. The runs of jobs
+submitted --after this one that its failure blocked go back to waiting, and
+start once it succeeds.`,
+		Example: `  muster job retry 42
+  muster job retry 42 --node web3`,
+		Args: exactArgs(1, "a job ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			id, cl, err := a.jobTarget(cf, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := cl.Retry(c.Context(), id, node)
+			if err != nil {
+				return apiError(err)
+			}
+			if a.flags.format == "json" {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "Job %d: %d failed run(s) requeued", id, len(res.Retried))
+			if res.Unblocked > 0 {
+				fmt.Fprintf(a.stdout, "; %d blocked run(s) of later jobs wait for them again", res.Unblocked)
+			}
+			fmt.Fprintln(a.stdout)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&node, "node", "", "only the failed run on this node")
+	return c
 }

@@ -27,6 +27,8 @@ type submitFlags struct {
 	stream        bool
 	concurrency   int
 	pull          bool
+	after         []string
+	afterEach     bool
 }
 
 func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
@@ -36,7 +38,8 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 			Use: "command COMMAND -t TARGETS", Short: "Queue a shell command",
 			Example: `  muster job submit command 'systemctl restart nginx' -t web --run-as root --retries 2
   muster job submit command 'puppet agent -t' -t all --continuous --timeout 30m
-  muster job submit command 'puppet agent -t --noop' -t 'web*.example.com' --pull --watch`,
+  muster job submit command 'puppet agent -t --noop' -t 'web*.example.com' --pull --watch
+  muster job submit command 'systemctl restart app' -t web --after 41 --after-each`,
 			Args: exactArgs(1, "one COMMAND (quote it)"),
 			RunE: func(c *cobra.Command, args []string) error {
 				line, err := a.commandText(args[0])
@@ -99,6 +102,9 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		fl.IntVar(&sf.retries, "retries", 0, "extra attempts after a failure, with exponential backoff and jitter")
 		fl.DurationVar(&sf.timeout, "timeout", 0, "per node-run time limit (0: none)")
 		fl.StringVar(&sf.onLeaseExpiry, "on-lease-expiry", "retry", "when the server running a node-run dies: retry (requeue it) or fail")
+		fl.StringSliceVar(&sf.after, "after", nil, "start only once these jobs succeeded (job ids, comma-separated or repeated); "+
+			"if one fails, this job's runs are blocked until it is retried (muster job retry)")
+		fl.BoolVar(&sf.afterEach, "after-each", false, "with --after: per node, each target's run waits only for those jobs' runs on the same node")
 		fl.BoolVar(&sf.watch, "watch", false, "follow the job until it finishes, printing each target's output and result")
 		fl.BoolVar(&sf.stream, "stream", true, "with --watch, print output live, each line prefixed with its target (--stream=false: each target's output under its result)")
 		fl.StringVar(&a.flags.runAs, "run-as", "", "run as this user through sudo on the targets")
@@ -122,6 +128,13 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 runs two at once, and a request for a node that already waits with the
 same work merges into it. Secrets (the sudo password, sensitive task
 parameters) are sealed by the server before they are stored.
+
+--after ID[,ID] starts the job only once those jobs succeeded (every run of
+them, after their retries); with --after-each the dependency is per node:
+each target's run waits for those jobs' runs on the same node. If one of
+them fails or is cancelled, the runs waiting for it are blocked, with the
+reason ('muster job show'); 'muster job retry ID' requeues the failed runs
+and the blocked ones go back to waiting.
 
 The job's id is printed at once; --watch follows it to the end, and the
 exit code then says how it went (0 all succeeded, 1 some failed).
@@ -178,6 +191,10 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	if err := checkSubmitDurations(c, sf); err != nil {
 		return err
 	}
+	after, err := parseAfter(sf)
+	if err != nil {
+		return err
+	}
 	policy := muster.LeasePolicy(sf.onLeaseExpiry)
 	if policy != muster.LeaseRetry && policy != muster.LeaseFail {
 		return usagef("--on-lease-expiry %q: use retry or fail", sf.onLeaseExpiry)
@@ -208,6 +225,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		Kind: kind, Targets: api.Targets{Spec: strings.Join(specs, ",")}, Spec: spec,
 		Priority: sf.priority, RunAt: runAt, Every: api.Duration(sf.every), Continuous: sf.continuous,
 		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy, Pull: sf.pull,
+		After: after, AfterEach: sf.afterEach,
 	}
 	res, err := cl.Submit(c.Context(), req)
 	if err != nil {
@@ -225,6 +243,12 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	}
 	if !res.Job.RunAt.IsZero() && res.Job.RunAt.After(time.Now()) {
 		msg += ", not before " + res.Job.RunAt.Local().Format(time.RFC3339)
+	}
+	if len(res.Job.After) > 0 {
+		msg += ", " + afterText(res.Job)
+		if n := res.Job.Counts[muster.RunBlocked]; n > 0 {
+			msg += fmt.Sprintf(" (%d run(s) blocked already: see muster job show %d)", n, res.Job.ID)
+		}
 	}
 	out := a.stdout
 	if a.flags.format == "json" {

@@ -3,10 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/muster-run/muster/internal/api"
 )
 
 // scriptKind is 'job submit script', whose arguments follow the same rule
@@ -37,6 +41,46 @@ func checkSubmitDurations(c *cobra.Command, sf *submitFlags) error {
 		return usagef("--continuous and --every do not go together: a continuous job's next run is queued as soon as one ends")
 	}
 	return nil
+}
+
+// parseAfter reads --after (job ids, comma-separated or repeated) and
+// checks --after-each.
+func parseAfter(sf *submitFlags) ([]int64, error) {
+	var ids []int64
+	for _, v := range sf.after {
+		id, err := jobID(strings.TrimSpace(v))
+		if err != nil {
+			return nil, usagef("--after %q: want job ids such as 12 or 12,13", v)
+		}
+		if slices.Contains(ids, id) {
+			return nil, usagef("--after: job %d is listed twice", id)
+		}
+		ids = append(ids, id)
+	}
+	switch {
+	case sf.afterEach && len(ids) == 0:
+		return nil, usagef("--after-each makes --after per node: give the jobs with --after ID[,ID]")
+	case len(ids) > 0 && sf.pull:
+		return nil, usagef("--after does not go with --pull: a pulled command goes to the agents at once")
+	}
+	return ids, nil
+}
+
+// afterText says which jobs a job runs after: "after job 12" or "after
+// jobs 12, 13 (per node)".
+func afterText(j api.JobView) string {
+	ids := make([]string, len(j.After))
+	for i, id := range j.After {
+		ids[i] = strconv.FormatInt(id, 10)
+	}
+	s := "after job " + strings.Join(ids, ", ")
+	if len(ids) > 1 {
+		s = "after jobs " + strings.Join(ids, ", ")
+	}
+	if j.AfterEach {
+		s += " (per node)"
+	}
+	return s
 }
 
 // sayWhereResolved tells where the job's targets were resolved: by the

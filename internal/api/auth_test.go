@@ -39,11 +39,19 @@ var routeExamples = map[string]example{
 	"POST /api/v1/jobs/{id}/bump": func(e *env) (string, any) {
 		return fmt.Sprintf("/api/v1/jobs/%d/bump", e.newJob(false)), nil
 	},
+	"POST /api/v1/jobs/{id}/retry": func(e *env) (string, any) {
+		id := e.newJob(false)
+		e.finishAll(id, muster.OutcomeFailed)
+		return fmt.Sprintf("/api/v1/jobs/%d/retry?node=web1", id), nil
+	},
 	// A cancelled job has finished, so its stream ends at once.
 	"GET /api/v1/jobs/{id}/events": func(e *env) (string, any) {
 		return fmt.Sprintf("/api/v1/jobs/%d/events", e.newJob(true)), nil
 	},
 	"GET /api/v1/stats": fixed("/api/v1/stats"),
+	"GET /api/v1/capacity": func(*env) (string, any) {
+		return "/api/v1/capacity?target_age=30s&window=5m", nil
+	},
 	"POST /api/v1/tokens": func(*env) (string, any) {
 		return "/api/v1/tokens", TokenRequest{Name: fmt.Sprintf("ci-%d", exampleSeq.Add(1)), Role: muster.RoleViewer}
 	},

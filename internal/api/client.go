@@ -296,6 +296,18 @@ func (c *Client) Bump(ctx context.Context, id int64) (JobView, error) {
 	return out, err
 }
 
+// Retry requeues a job's failed runs (only its run on node, when node is
+// not empty); the runs of later jobs that they blocked go back to waiting.
+func (c *Client) Retry(ctx context.Context, id int64, node string) (RetryResponse, error) {
+	var q url.Values
+	if node != "" {
+		q = url.Values{"node": {node}}
+	}
+	var out RetryResponse
+	err := c.call(ctx, fmt.Sprintf("retry job %d", id), "POST", jobPath(id, "/retry"), q, nil, &out)
+	return out, err
+}
+
 // Stats reads the queue's statistics.
 func (c *Client) Stats(ctx context.Context) (StatsView, error) {
 	var out StatsView

@@ -37,6 +37,7 @@ func fieldErr(field, format string, args ...any) *FieldError {
 var submitFields = map[string]bool{
 	"kind": true, "targets": true, "spec": true, "priority": true, "run_at": true, "every": true,
 	"continuous": true, "retries": true, "timeout": true, "on_lease_expiry": true, "pull": true,
+	"after": true, "after_each": true,
 }
 
 // DecodeSubmit reads a SubmitRequest strictly: one JSON object, field
@@ -57,7 +58,7 @@ func DecodeSubmit(r io.Reader) (SubmitRequest, error) {
 	for _, k := range names {
 		if !submitFields[k] {
 			return req, fieldErr(fieldName(k), "unknown field %q (want one of kind, targets, spec, priority, run_at, "+
-				"every, continuous, retries, timeout, on_lease_expiry)", k)
+				"every, continuous, retries, timeout, on_lease_expiry, pull, after, after_each)", k)
 		}
 	}
 	for _, k := range names {
@@ -155,6 +156,25 @@ func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error 
 		return unmarshalField(k, raw, &req.Continuous)
 	case "pull":
 		return unmarshalField(k, raw, &req.Pull)
+	case "after_each":
+		return unmarshalField(k, raw, &req.AfterEach)
+	case "after":
+		if isNull {
+			return nil
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return fieldErr(k, "want a list of job ids, got %s", jsonKind(raw))
+		}
+		ids := make([]int64, 0, len(items))
+		for i, it := range items {
+			var id int64
+			if json.Unmarshal(it, &id) != nil {
+				return fieldErr(fmt.Sprintf("after[%d]", i), "want a job id (a positive integer), got %s", jsonKind(it))
+			}
+			ids = append(ids, id)
+		}
+		req.After = ids
 	case "on_lease_expiry":
 		var s string
 		if err := unmarshalField(k, raw, &s); err != nil {
@@ -357,6 +377,29 @@ func (req *SubmitRequest) Validate() error {
 	case "", muster.LeaseRetry, muster.LeaseFail:
 	default:
 		return fieldErr("on_lease_expiry", "unknown policy %q (want retry or fail)", req.OnLeaseExpiry)
+	}
+	return req.validateAfter()
+}
+
+// validateAfter checks the jobs a submission runs after.
+func (req *SubmitRequest) validateAfter() error {
+	switch {
+	case req.AfterEach && len(req.After) == 0:
+		return fieldErr("after_each", "makes the dependencies in \"after\" per node, but there are none")
+	case len(req.After) > muster.MaxAfter:
+		return fieldErr("after", "%d jobs; a job may run after at most %d", len(req.After), muster.MaxAfter)
+	case len(req.After) > 0 && req.Pull:
+		return fieldErr("after", "a pulled command goes to the agents at once: dependencies are for queued jobs")
+	}
+	seen := map[int64]bool{}
+	for i, id := range req.After {
+		switch {
+		case id <= 0:
+			return fieldErr(fmt.Sprintf("after[%d]", i), "%d is not a job id (a positive integer)", id)
+		case seen[id]:
+			return fieldErr(fmt.Sprintf("after[%d]", i), "job %d is listed twice", id)
+		}
+		seen[id] = true
 	}
 	return nil
 }

@@ -18,6 +18,11 @@ var decodeSeeds = []string{
 	`{"every":5}`, `{"every":"5 minutes"}`, `{"run_at":"now"}`, `{"priority":1.5}`, `{"priority":1e40}`,
 	`{"retries":"2"}`, `{"continuous":"yes"}`, `{"kind":"command"} x`, `{"kind":"command"`, `{"a":1,"a":2}`,
 	`{"kind":"command","kind":"task"}`, "{\"kind\":\"\xff\"}", `{"spec":null,"targets":null,"kind":null}`,
+	`{"kind":"command","targets":"web1","spec":{"command":"migrate"},"after":[1,2],"after_each":true}`,
+	`{"kind":"task","targets":["db1"],"spec":{"task":"t"},"after":[7],"after_each":false,"retries":1}`,
+	`{"after":[]}`, `{"after":null}`, `{"after":[0]}`, `{"after":[-1]}`, `{"after":[1,1]}`, `{"after":[1.5]}`,
+	`{"after":["1"]}`, `{"after":5}`, `{"after":{}}`, `{"after":[9223372036854775808]}`, `{"after_each":1}`,
+	`{"after_each":true}`, `{"kind":"command","targets":"w","spec":{"command":"x"},"after":[1],"pull":true}`,
 }
 
 func FuzzDecodeSubmit(f *testing.F) {

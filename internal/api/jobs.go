@@ -233,6 +233,9 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 		Every: time.Duration(req.Every), Continuous: req.Continuous, MaxRetries: req.Retries,
 		Timeout: time.Duration(req.Timeout), OnLeaseExpiry: req.OnLeaseExpiry, CreatedBy: who.Name,
 	}
+	for _, id := range req.After {
+		job.After = append(job.After, muster.Dependency{JobID: id, Each: req.AfterEach})
+	}
 	if err := job.Validate(); err != nil {
 		return badRequest("%s", joinLines(err))
 	}
@@ -275,10 +278,11 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, _ muster
 	q := r.URL.Query()
 	f := muster.JobFilter{State: muster.JobState(q.Get("state"))}
 	switch f.State {
-	case "", muster.JobScheduled, muster.JobPending, muster.JobRunning, muster.JobSucceeded, muster.JobFailed,
-		muster.JobCancelled:
+	case "", muster.JobWaiting, muster.JobBlocked, muster.JobScheduled, muster.JobPending, muster.JobRunning,
+		muster.JobSucceeded, muster.JobFailed, muster.JobCancelled:
 	default:
-		return badRequest("state: unknown job state %q (want scheduled, pending, running, succeeded, failed or cancelled)", f.State)
+		return badRequest("state: unknown job state %q (want waiting, blocked, scheduled, pending, running, succeeded, "+
+			"failed or cancelled)", f.State)
 	}
 	before, limit, err := pageParams(q)
 	if err != nil {
@@ -441,5 +445,38 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request, _ muster.To
 		return err
 	}
 	writeJSON(w, http.StatusOK, statsView(st))
+	return nil
+}
+
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request, who muster.Token) error {
+	id, err := jobID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.getJob(r.Context(), id); err != nil {
+		return err
+	}
+	node := r.URL.Query().Get("node")
+	res, err := s.store.RetryJob(r.Context(), id, node)
+	switch {
+	case errors.Is(err, muster.ErrNotFound):
+		return notFound("no job %d", id)
+	case errors.Is(err, muster.ErrInvalid):
+		return conflict("%s", strings.TrimPrefix(joinLines(err), muster.ErrInvalid.Error()+": "))
+	case err != nil:
+		return err
+	}
+	s.publish(id)
+	s.audit(r, who, "job.retry", fmt.Sprintf("job/%d", id),
+		map[string]any{"id": id, "node": node, "retried_runs": len(res.Retried), "unblocked_runs": res.Unblocked})
+	j, err := s.getJob(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	out := RetryResponse{Job: jobView(j, true), Retried: res.Retried, Unblocked: res.Unblocked}
+	if out.Retried == nil {
+		out.Retried = []int64{}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -123,6 +123,9 @@ type Config struct {
 	// of GET /api/v1/nodes show it. It is called once per node shown, so
 	// it must be quick and must not block.
 	NodeInfo func(certname string) (NodeLive, bool)
+	// Capacity is what GET /api/v1/capacity and the muster_capacity_*
+	// gauges know of the servers' slots (see capacity.go).
+	Capacity CapacityConfig
 }
 
 // ErrForbidden is what an error returned by Config.Resolve or
@@ -176,8 +179,10 @@ func routeTable() []route {
 		{"GET", "/api/v1/jobs/{id}/runs", muster.RoleViewer, false, (*Server).handleRuns},
 		{"POST", "/api/v1/jobs/{id}/cancel", muster.RoleOperator, false, (*Server).handleCancel},
 		{"POST", "/api/v1/jobs/{id}/bump", muster.RoleOperator, false, (*Server).handleBump},
+		{"POST", "/api/v1/jobs/{id}/retry", muster.RoleOperator, false, (*Server).handleRetry},
 		{"GET", "/api/v1/jobs/{id}/events", muster.RoleViewer, false, (*Server).handleEvents},
 		{"GET", "/api/v1/stats", muster.RoleViewer, false, (*Server).handleStats},
+		{"GET", "/api/v1/capacity", muster.RoleViewer, false, (*Server).handleCapacity},
 		{"POST", "/api/v1/tokens", muster.RoleAdmin, true, (*Server).handleCreateToken},
 		{"GET", "/api/v1/tokens", muster.RoleAdmin, false, (*Server).handleListTokens},
 		{"DELETE", "/api/v1/tokens/{name}", muster.RoleAdmin, false, (*Server).handleRevokeToken},
@@ -227,6 +232,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxJobsPerMinute > 0 {
 		s.jobRate = newRateLimiter(cfg.MaxJobsPerMinute, time.Minute)
 	}
+	s.metrics.registerCapacity(cfg.Store, cfg.Capacity)
 	s.metrics.setLimit(limitTargetsPerJob, cfg.MaxTargetsPerJob)
 	s.metrics.setLimit(limitJobsPerMinute, cfg.MaxJobsPerMinute)
 	methods := map[string][]string{}

@@ -105,6 +105,14 @@ type SubmitRequest struct {
 	// over SSH: each node's agent claims its run on its next check-in, and
 	// a check-in held open hears of it at once.
 	Pull bool `json:"pull,omitzero"`
+	// After lists the ids of jobs this one runs after: each of its runs
+	// starts only once every run of those jobs succeeded, and is blocked
+	// (with the reason) when one failed for good or was cancelled, until
+	// the failed runs are retried (POST /api/v1/jobs/{id}/retry).
+	After []int64 `json:"after,omitempty"`
+	// AfterEach makes After per node: a run waits only for those jobs'
+	// runs on its own node (and not at all where they have none).
+	AfterEach bool `json:"after_each,omitzero"`
 }
 
 // SubmitResponse answers a submission (201).
@@ -131,19 +139,24 @@ type JobView struct {
 	Object   string         `json:"object"`
 	Spec     muster.JobSpec `json:"spec"`
 	// Targets is omitted from job lists; TargetCount is always set.
-	Targets       []string                `json:"targets,omitempty"`
-	TargetCount   int                     `json:"target_count"`
-	Priority      int                     `json:"priority"`
-	RunAt         time.Time               `json:"run_at,omitzero"`
-	Every         Duration                `json:"every,omitzero"`
-	Continuous    bool                    `json:"continuous"`
-	Retries       int                     `json:"retries"`
-	Timeout       Duration                `json:"timeout,omitzero"`
-	OnLeaseExpiry muster.LeasePolicy      `json:"on_lease_expiry"`
-	CreatedBy     string                  `json:"created_by"`
-	CreatedAt     time.Time               `json:"created_at"`
-	CancelledAt   time.Time               `json:"cancelled_at,omitzero"`
-	Counts        map[muster.RunState]int `json:"counts"`
+	Targets       []string           `json:"targets,omitempty"`
+	TargetCount   int                `json:"target_count"`
+	Priority      int                `json:"priority"`
+	RunAt         time.Time          `json:"run_at,omitzero"`
+	Every         Duration           `json:"every,omitzero"`
+	Continuous    bool               `json:"continuous"`
+	Retries       int                `json:"retries"`
+	Timeout       Duration           `json:"timeout,omitzero"`
+	OnLeaseExpiry muster.LeasePolicy `json:"on_lease_expiry"`
+	CreatedBy     string             `json:"created_by"`
+	CreatedAt     time.Time          `json:"created_at"`
+	CancelledAt   time.Time          `json:"cancelled_at,omitzero"`
+	// After lists the jobs this one runs after; AfterEach says the
+	// dependencies are per node. A waiting run waits for them; a blocked
+	// run's error says which of their runs failed.
+	After     []int64                 `json:"after,omitempty"`
+	AfterEach bool                    `json:"after_each,omitzero"`
+	Counts    map[muster.RunState]int `json:"counts"`
 }
 
 // JobList is a page of jobs, newest first. NextBefore, when non-zero, is
@@ -217,6 +230,16 @@ type CancelResponse struct {
 	// once stopped, or succeeded if it finished first. (A running run that
 	// also serves another live job keeps running and is not counted.)
 	Stopping int `json:"stopping"`
+}
+
+// RetryResponse answers POST /api/v1/jobs/{id}/retry.
+type RetryResponse struct {
+	Job JobView `json:"job"`
+	// Retried lists the ids of the runs requeued.
+	Retried []int64 `json:"retried"`
+	// Unblocked counts the blocked runs of later jobs that went back to
+	// waiting.
+	Unblocked int `json:"unblocked"`
 }
 
 // The event types of GET /api/v1/jobs/{id}/events.
@@ -500,6 +523,10 @@ func jobView(j muster.Job, withTargets bool) JobView {
 	}
 	if withTargets {
 		v.Targets = append([]string{}, j.Targets...)
+	}
+	for _, d := range j.After {
+		v.After = append(v.After, d.JobID)
+		v.AfterEach = v.AfterEach || d.Each
 	}
 	for st, n := range j.Counts {
 		if n != 0 {

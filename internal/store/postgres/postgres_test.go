@@ -170,3 +170,23 @@ func schemaOf(t *testing.T, dsn string) []string {
 	}
 	return out
 }
+
+// TestSharedDependencies: two stores (two servers) on one database
+// complete a dependency's runs and claim concurrently: no dependent starts
+// before its dependencies succeeded, and none is left waiting.
+func TestSharedDependencies(t *testing.T) {
+	newStore := factory(t)
+	storetest.RunShared(t, func(t *testing.T, opts ...muster.StoreOption) (muster.Store, muster.Store) {
+		a := newStore(t, opts...).(*postgres.Store)
+		var path string
+		if err := a.DB().QueryRow(`SHOW search_path`).Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		b, err := postgres.Open(context.Background(), pgtest.WithSearchPath(t, pgtest.URL(t), path), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return a, b
+	})
+}

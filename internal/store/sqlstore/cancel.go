@@ -29,6 +29,19 @@ func (s *Store) CancelJob(ctx context.Context, id int64) (muster.CancelResult, e
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancelled_at=$2 WHERE id=$1 AND cancelled_at=0`, id, now); err != nil {
 			return err
 		}
+		// Row locks in the order every writer takes them (see deps.go): the
+		// running runs serving the job, then, in one statement, its runs
+		// waiting for dependencies and the waiting or blocked runs of the
+		// jobs that run after it, which this cancel may block.
+		running, err := QueryIDs(ctx, tx, `SELECT r.id FROM runs r WHERE r.id IN (SELECT run_id FROM requests WHERE job_id=$1)
+			AND r.state='running' ORDER BY +r.id`+s.D.ForUpdate, id)
+		if err != nil {
+			return err
+		}
+		if _, err := QueryIDs(ctx, tx, `SELECT r.id FROM runs r WHERE r.state IN `+held+` AND (r.job_id=$1
+			OR r.job_id IN (SELECT d.job_id FROM job_deps d WHERE d.dep_job_id=$1)) ORDER BY +r.id`+s.D.ForUpdate, id); err != nil {
+			return err
+		}
 		// Hand shared waiting runs over to another live job they serve.
 		const heir = `SELECT MIN(q.job_id) FROM requests q JOIN jobs o ON o.id=q.job_id
 			WHERE q.run_id=runs.id AND q.job_id<>$1 AND o.cancelled_at=0`
@@ -36,9 +49,26 @@ func (s *Store) CancelJob(ctx context.Context, id int64) (muster.CancelResult, e
 			WHERE job_id=$1 AND state IN `+waiting+` AND (`+heir+`) IS NOT NULL`, id); err != nil {
 			return err
 		}
-		cancelled, err := QueryIDs(ctx, tx, `UPDATE runs SET state='cancelled', finished_at=$2
-			WHERE job_id=$1 AND state IN `+waiting+` RETURNING id`, id, now)
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state='cancelled', finished_at=$2,
+			error=CASE WHEN state IN `+held+` THEN '' ELSE error END
+			WHERE job_id=$1 AND (state IN `+waiting+` OR state IN `+held+`) RETURNING id, has_dependents`, id, now)
 		if err != nil {
+			return err
+		}
+		var cancelled, ended []int64
+		for rows.Next() {
+			var rid, deps int64
+			if err := rows.Scan(&rid, &deps); err != nil {
+				rows.Close()
+				return err
+			}
+			cancelled = append(cancelled, rid)
+			if deps != 0 {
+				ended = append(ended, rid)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
 		res.Cancelled = len(cancelled)
@@ -47,11 +77,12 @@ func (s *Store) CancelJob(ctx context.Context, id int64) (muster.CancelResult, e
 		if err := s.dropOutput(ctx, tx, cancelled); err != nil {
 			return err
 		}
-		// The running runs serving the job, row-locked in id order first.
-		running, err := QueryIDs(ctx, tx, `SELECT r.id FROM runs r WHERE r.id IN (SELECT run_id FROM requests WHERE job_id=$1)
-			AND r.state='running' ORDER BY +r.id`+s.D.ForUpdate, id)
-		if err != nil || len(running) == 0 {
+		// The runs that waited for the cancelled ones are blocked.
+		if _, err := s.settle(ctx, tx, ended, fromUS(now)); err != nil {
 			return err
+		}
+		if len(running) == 0 {
+			return nil
 		}
 		// A shared one keeps running for another live job, which takes it
 		// over (its retries, and a later cancel, follow that job)...

@@ -50,6 +50,7 @@ type heldRun struct {
 	done     int       // completed_attempt: the last attempt whose end was recorded
 	stopping bool      // its cancel was requested (CancelJob)
 	output   bool      // has_output: some chunk of its output was stored
+	deps     bool      // has_dependents: some job runs after a job it serves
 	job      repeating // what repeat needs of the run's job
 }
 
@@ -116,6 +117,7 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		var upd []completion
 		var ended []muster.Run
 		var output []int64 // runs whose chunks go
+		var settle []int64 // ended runs that others wait for
 		jobs := map[int64]*repeating{}
 		for i, p := range ps {
 			if !valid[i] {
@@ -152,6 +154,9 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 				ExitCode: int64(r.ExitCode), Error: r.Error, Result: string(r.Result), RunAt: us(r.RunAt)})
 			if r.output {
 				output = append(output, r.ID)
+			}
+			if r.deps && r.State.Final() {
+				settle = append(settle, r.ID)
 			}
 			if r.State.Final() && r.State != muster.RunCancelled && r.job.repeats() {
 				ended = append(ended, r.Run)
@@ -190,8 +195,17 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		if err := s.dropOutput(ctx, tx, output); err != nil {
 			return err
 		}
-		if wake, err = s.repeat(ctx, tx, ended, jobs, now); err != nil || !wake {
+		// The runs' dependents are locked after the runs themselves (see
+		// deps.go): running runs first, then waiting ones.
+		unblocked, err := s.settle(ctx, tx, settle, now)
+		if err != nil {
 			return err
+		}
+		if wake, err = s.repeat(ctx, tx, ended, jobs, now); err != nil {
+			return err
+		}
+		if wake = wake || unblocked; !wake {
+			return nil
 		}
 		return s.notify(ctx, tx)
 	})
@@ -220,17 +234,17 @@ func (s *Store) heldRuns(ctx context.Context, tx *Tx, ids []int64) (map[int64]*h
 		for rows.Next() {
 			h := &heldRun{}
 			dest, fill := h.job.scanDest()
-			var cancelReq, output int64
-			if h.Run, err = scanRun(rows, append(dest, &h.done, &cancelReq, &output)...); err != nil {
+			var cancelReq, output, deps int64
+			if h.Run, err = scanRun(rows, append(dest, &h.done, &cancelReq, &output, &deps)...); err != nil {
 				return err
 			}
 			fill()
-			h.stopping, h.output = cancelReq > 0, output != 0
+			h.stopping, h.output, h.deps = cancelReq > 0, output != 0, deps != 0
 			held[h.ID] = h
 		}
 		return rows.Err()
 	}
-	const cols = `SELECT ` + runFields + `, ` + jobRepeatFields + `, r.completed_attempt, r.cancel_requested_at, r.has_output FROM runs r JOIN jobs j ON j.id = r.job_id`
+	const cols = `SELECT ` + runFields + `, ` + jobRepeatFields + `, r.completed_attempt, r.cancel_requested_at, r.has_output, r.has_dependents FROM runs r JOIN jobs j ON j.id = r.job_id`
 	err := read(cols+` WHERE %s AND r.lease_owner <> '' ORDER BY +r.id`+s.D.ForUpdate, ids)
 	if err != nil {
 		return nil, err

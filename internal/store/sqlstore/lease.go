@@ -60,17 +60,17 @@ func (s *Store) ReleaseRuns(ctx context.Context, server string, ids []int64) ([]
 			finished_at=CASE WHEN cancel_requested_at > 0 THEN `+now+` ELSE finished_at END,
 			error=CASE WHEN cancel_requested_at > 0 THEN 'muster/cancelled: the job was cancelled while the run was running (its server released it unreported)'
 				ELSE error END
-			WHERE id IN (SELECT r.id FROM runs r WHERE `+cond+` ORDER BY +r.id`+s.D.ForUpdate+`) RETURNING id, state, has_output`, args...)
+			WHERE id IN (SELECT r.id FROM runs r WHERE `+cond+` ORDER BY +r.id`+s.D.ForUpdate+`) RETURNING id, state, has_output, has_dependents`, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		out, requeued = nil, false
-		var output []int64
+		var output, ended []int64
 		for rows.Next() {
-			var id, hasOutput int64
+			var id, hasOutput, hasDeps int64
 			var state muster.RunState
-			if err := rows.Scan(&id, &state, &hasOutput); err != nil {
+			if err := rows.Scan(&id, &state, &hasOutput, &hasDeps); err != nil {
 				return err
 			}
 			out = append(out, id)
@@ -78,11 +78,19 @@ func (s *Store) ReleaseRuns(ctx context.Context, server string, ids []int64) ([]
 			if hasOutput != 0 {
 				output = append(output, id)
 			}
+			if hasDeps != 0 && state == muster.RunCancelled {
+				ended = append(ended, id)
+			}
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if err := s.dropOutput(ctx, tx, output); err != nil || !requeued {
+		rows.Close()
+		if err := s.dropOutput(ctx, tx, output); err != nil {
+			return err
+		}
+		// A run cancelled here blocks the runs that wait for it.
+		if _, err := s.settle(ctx, tx, ended, s.Opt.Now()); err != nil || !requeued {
 			return err
 		}
 		return s.notify(ctx, tx)
@@ -107,29 +115,29 @@ func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
 		if err := s.D.LockQueue(ctx, tx); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+runFields+`, r.cancel_requested_at, r.has_output FROM runs r JOIN jobs j ON j.id = r.job_id
+		rows, err := tx.QueryContext(ctx, `SELECT `+runFields+`, r.cancel_requested_at, r.has_output, r.has_dependents FROM runs r JOIN jobs j ON j.id = r.job_id
 			WHERE r.state='running' AND r.lease_expires_at < $1 ORDER BY +r.id`+s.D.ForUpdate, us(now))
 		if err != nil {
 			return err
 		}
 		var expired []muster.Run
-		stopping, hasOutput := map[int64]bool{}, map[int64]bool{}
+		stopping, hasOutput, hasDeps := map[int64]bool{}, map[int64]bool{}, map[int64]bool{}
 		for rows.Next() {
-			var cancelReq, output int64
-			r, err := scanRun(rows, &cancelReq, &output)
+			var cancelReq, output, deps int64
+			r, err := scanRun(rows, &cancelReq, &output, &deps)
 			if err != nil {
 				rows.Close()
 				return err
 			}
 			expired = append(expired, r)
-			stopping[r.ID], hasOutput[r.ID] = cancelReq > 0, output != 0
+			stopping[r.ID], hasOutput[r.ID], hasDeps[r.ID] = cancelReq > 0, output != 0, deps != 0
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		var failed []muster.Run
-		var output []int64
+		var output, ended []int64
 		for _, r := range expired {
 			msg := fmt.Sprintf("lease of %s expired at %s", r.LeaseOwner, r.LeaseExpires.Format(time.RFC3339Nano))
 			state, fin := muster.RunPending, int64(0)
@@ -159,8 +167,15 @@ func (s *Store) RescueExpired(ctx context.Context) ([]int64, error) {
 			if hasOutput[r.ID] {
 				output = append(output, r.ID)
 			}
+			if hasDeps[r.ID] && state != muster.RunPending {
+				ended = append(ended, r.ID)
+			}
 		}
 		if err := s.dropOutput(ctx, tx, output); err != nil {
+			return err
+		}
+		// A run failed or cancelled here blocks the runs that wait for it.
+		if _, err := s.settle(ctx, tx, ended, now); err != nil {
 			return err
 		}
 		var jobIDs []int64

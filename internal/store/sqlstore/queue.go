@@ -36,13 +36,14 @@ type newRun struct {
 	OnLeaseExpiry string `json:"on_lease_expiry"`
 	RunAt         int64  `json:"run_at"`
 	CreatedAt     int64  `json:"created_at"`
+	Error         string `json:"error"`
 }
 
 var newRunCols = []Col{{"job_id", "BIGINT"}, {"node", "TEXT"}, {"kind", "TEXT"}, {"spec_hash", "TEXT"},
 	{"priority", "BIGINT"}, {"state", "TEXT"}, {"max_retries", "BIGINT"}, {"timeout_us", "BIGINT"},
-	{"on_lease_expiry", "TEXT"}, {"run_at", "BIGINT"}, {"created_at", "BIGINT"}}
+	{"on_lease_expiry", "TEXT"}, {"run_at", "BIGINT"}, {"created_at", "BIGINT"}, {"error", "TEXT"}}
 
-const newRunNames = `job_id, node, kind, spec_hash, priority, state, max_retries, timeout_us, on_lease_expiry, run_at, created_at`
+const newRunNames = `job_id, node, kind, spec_hash, priority, state, max_retries, timeout_us, on_lease_expiry, run_at, created_at, error`
 
 func runFor(j muster.Job, node, hash string, state muster.RunState, runAt, now time.Time) newRun {
 	return newRun{JobID: j.ID, Node: node, Kind: string(j.Kind), SpecHash: hash, Priority: int64(j.Priority),
@@ -144,8 +145,17 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 			return err
 		}
 		merged := map[string]int64{}
-		if j.Every == 0 && !j.Continuous {
+		if j.Every == 0 && !j.Continuous && len(j.After) == 0 {
 			if merged, err = s.coalesce(ctx, tx, j, hash, now); err != nil {
+				return err
+			}
+		}
+		// A run that waits for other jobs' runs starts out waiting (or
+		// blocked), and never takes in or joins another job's run.
+		var states map[string]muster.RunState
+		var reasons map[string]string
+		if len(j.After) > 0 {
+			if states, reasons, err = s.submitDeps(ctx, tx, j); err != nil {
 				return err
 			}
 		}
@@ -156,6 +166,10 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 				res.Runs[node] = id
 				res.Coalesced = append(res.Coalesced, node)
 				reqs = append(reqs, request{JobID: j.ID, RunID: id})
+			} else if st := states[node]; st != "" {
+				r := runFor(j, node, hash, st, j.RunAt, now)
+				r.Error = reasons[node]
+				fresh = append(fresh, r)
 			} else {
 				fresh = append(fresh, runFor(j, node, hash, state, j.RunAt, now))
 			}
@@ -419,6 +433,13 @@ func (s *Store) BumpJob(ctx context.Context, id int64) error {
 		}
 		_, err := tx.ExecContext(ctx, s.D.Rewrite(`UPDATE runs SET bump=$2, state='pending', run_at=LEAST(run_at,$3)
 			WHERE state IN `+waiting+` AND id IN (SELECT run_id FROM requests WHERE job_id=$1)`), id, top+1, now)
+		if err != nil {
+			return err
+		}
+		// Runs waiting for dependencies keep waiting, bumped: they go first
+		// once ready. They are locked in id order, as settle locks them.
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET bump=$2 WHERE id IN (SELECT r.id FROM runs r
+			WHERE r.job_id=$1 AND r.state IN `+held+` ORDER BY +r.id`+s.D.ForUpdate+`)`, id, top+1)
 		if err != nil {
 			return err
 		}

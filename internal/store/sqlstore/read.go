@@ -90,6 +90,15 @@ func getJob(ctx context.Context, q querier, id int64) (muster.Job, error) {
 	}
 	j.Counts, err = countByState(ctx, q, `SELECT r.state, COUNT(*) FROM requests q JOIN runs r ON r.id=q.run_id
 		WHERE q.job_id=$1 GROUP BY r.state`, id)
+	if err != nil {
+		return j, err
+	}
+	j.After, err = queryAll(ctx, q, func(sc scanner) (d muster.Dependency, err error) {
+		var perNode int
+		err = sc.Scan(&d.JobID, &perNode)
+		d.Each = perNode != 0
+		return d, err
+	}, `SELECT dep_job_id, per_node FROM job_deps WHERE job_id=$1 ORDER BY dep_job_id`, id)
 	return j, err
 }
 

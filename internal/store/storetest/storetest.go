@@ -107,6 +107,12 @@ var suite = []struct {
 		{"OutputPaging", testOutputPaging},
 		{"OutputCancelWaiting", testOutputCancelWaiting},
 		{"OutputCoalesced", testOutputCoalesced},
+		{"AfterJob", testAfterJob},
+		{"AfterEach", testAfterEach},
+		{"AfterFailureBlocksRetryUnblocks", testFailureBlocksRetryUnblocks},
+		{"AfterRefused", testAfterRefused},
+		{"AfterCancelBlocks", testCancelBlocksDependents},
+		{"AfterConcurrent", testDepsConcurrent},
 	}},
 	{"AuthStore", []testCase{
 		{"Tokens", testTokens},
