@@ -118,6 +118,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 		Inventory: func() string { return live.Current().InventoryFile },
 		CA:        ca,
 		NodeInfo:  func(certname string) (api.NodeLive, bool) { return agents.live(certname) },
+		Capacity:  api.CapacityConfig{Slots: f.slots, MaxRunning: f.maxRunning, TargetAge: f.capacityTargetAge},
 	})
 	if err != nil {
 		return err

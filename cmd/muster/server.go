@@ -28,6 +28,7 @@ type serverFlags struct {
 	concurrency                   int
 	tmpdir                        string
 	agentListen, caDir            string
+	capacityTargetAge             time.Duration
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -103,6 +104,7 @@ once.`,
 	fl.BoolVar(&f.allowLocal, "allow-local-targets", false, "let admin tokens run jobs on this machine (localhost, local://, transport: local), as the server's user; without it such jobs are refused for everyone")
 	fl.IntVar(&f.maxTargets, "max-targets-per-job", 10000, "most targets one job may resolve to (0: no limit)")
 	fl.IntVar(&f.maxJobsPerMinute, "max-jobs-per-minute", 120, "most jobs one API token may submit per minute to this server (0: no limit)")
+	fl.DurationVar(&f.capacityTargetAge, "capacity-target-age", 60*time.Second, "the target age of the autoscaling signal on /metrics (muster_capacity_*): workers needed so that no ready run waits longer")
 	fl.StringVar(&f.backend, "backend", "", "")
 	_ = fl.MarkHidden("backend") // "fake:DURATION": runs sleep and succeed, touching no target (queue benchmarks and fault tests)
 	return c
@@ -118,6 +120,9 @@ func (f *serverFlags) check() error {
 	}
 	if f.maxTargets < 0 || f.maxJobsPerMinute < 0 {
 		return usagef("--max-targets-per-job and --max-jobs-per-minute must not be negative (0: no limit)")
+	}
+	if f.capacityTargetAge < time.Second {
+		return usagef("--capacity-target-age must be at least 1s, got %s", f.capacityTargetAge)
 	}
 	if f.authRetry <= 0 {
 		return usagef("--auth-retry-after must be positive, got %s", f.authRetry)
