@@ -157,7 +157,7 @@ localhost), separated by commas.`,
 	})
 	a.flags.registerGlobal(root)
 	root.AddCommand(a.commandCommand(), a.scriptCommand(), a.fileCommand(), a.taskCommand(), a.planCommand(), a.inventoryCommand(),
-		a.serverCommand(), a.agentCommand(), a.jobCommand(), a.nodeCommand(), a.certCommand(), a.enrollTokenCommand(), a.tokenCommand(), a.secretCommand(), a.applyCommand(), a.projectInitCommand(), a.versionCommand())
+		a.serverCommand(), a.agentCommand(), a.jobCommand(), a.nodeCommand(), a.certCommand(), a.enrollTokenCommand(), a.tokenCommand(), a.secretCommand(), a.applyCommand(), a.projectInitCommand(), a.deployCommand(), a.versionCommand())
 	return root
 }
 

@@ -45,8 +45,7 @@ var layers = map[string]layer{
 	"internal/task": engine, "internal/plan": engine, "internal/puppet": engine, "internal/action": engine,
 	"internal/executor": engine, "internal/output": engine, "internal/secret": engine, "internal/capacity": engine,
 	"internal/events": engine, "internal/checkin": engine, "internal/yamlnode": engine, "internal/pki": engine, "internal/pull": engine,
-	"internal/builtin": engine, "internal/apply": engine, "internal/boltsecret": engine,
-	"internal/boltcompat": testkit,
+	"internal/builtin": engine, "internal/apply": engine, "internal/boltsecret": engine, "internal/deploy": engine,
 
 	"internal/transport/ssh": adapter, "internal/transport/local": adapter,
 	"internal/store/sqlite": adapter, "internal/store/postgres": adapter,
@@ -56,6 +55,7 @@ var layers = map[string]layer{
 
 	"internal/transport/transporttest": testkit, "internal/store/storetest": testkit,
 	"internal/testkit/sshtest": testkit, "internal/testkit/pgtest": testkit, "internal/testkit/procfs": testkit,
+	"internal/boltcompat": testkit,
 
 	"cmd/muster": command,
 
