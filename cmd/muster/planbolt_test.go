@@ -92,7 +92,7 @@ steps:
 			t.Errorf("missing script: output lacks %q", want)
 		}
 	}
-	if code != 2 || !strings.Contains(all, "Finished: command 'echo first'") || strings.Contains(all, "script 'm/scripts/nope.sh'") {
+	if code != 2 || !strings.Contains(all, "Finished: command 'echo first'") || strings.Contains(all, "script m/scripts/nope.sh") {
 		t.Errorf("exit %d (want 2); the script step must neither start nor finish:\n%s", code, all)
 	}
 }

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -222,6 +223,18 @@ func TestTaskPlugin(t *testing.T) {
 			return nil, errors.New("exit code 3")
 		}
 		return map[string]any{"value": float64(42)}, nil
+	}
+	// A task's result as the engine decodes it keeps numbers as
+	// json.Number; they stay numbers, not strings.
+	numbers := func(_ context.Context, _ string, _ map[string]any) (map[string]any, error) {
+		return map[string]any{"value": map[string]any{"count": json.Number("3"), "ratio": json.Number("0.5"), "list": []any{json.Number("7")}}}, nil
+	}
+	nt, _, err := lookup(t, "targets: [{name: a, facts: {_plugin: task, task: m::n}}]\n", nil, Options{RunTask: numbers}, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]any{"count": 3, "ratio": 0.5, "list": []any{7}}; !reflect.DeepEqual(nt[0].Facts, want) {
+		t.Errorf("facts from a task's numbers = %#v, want %#v", nt[0].Facts, want)
 	}
 	src := `groups:
   - name: dyn

@@ -75,9 +75,19 @@ func envVarPlugin(_ *resolver, _ *ref, params map[string]any, _ string) (any, er
 	return val, nil
 }
 
-// normalizeJSON turns JSON numbers that are whole into ints.
+// normalizeJSON turns JSON numbers that are whole into ints, and the
+// json.Numbers of a task's decoded result (engine.LocalTask's) into ints
+// or float64s, so a number a plugin returns stays a number.
 func normalizeJSON(v any) any {
 	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil && i >= -1<<53 && i <= 1<<53 {
+			return int(i)
+		}
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+		return x.String()
 	case float64:
 		if x == float64(int(x)) && x >= -1<<53 && x <= 1<<53 {
 			return int(x)

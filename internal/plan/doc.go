@@ -20,7 +20,8 @@
 // run_as, catch_errors and noop as Bolt allows them per kind, plus
 // muster's rolling options batch (N or "N%"), canary (N), max_failures (N
 // or "N%") and pause ("30s"); the same four keys at the top level of the
-// plan are the default of every step. A resources step is rejected. Everything,
+// plan are the default of every step. A resources step (Bolt's resource
+// declarations) runs through the Runner's Applier. Everything,
 // including every expression and the variables it uses, is checked at load
 // time; a *LoadError names the file and line (and, as muster's
 // invalid-input error, carries them as details file and line). A

@@ -296,7 +296,7 @@ func (rs *runState) act(action, object string, params map[string]any, targets []
 	case object == "": // apply, apply_prep: "apply", "apply prep"
 		desc = strings.ReplaceAll(action, "_", " ")
 	default:
-		desc = fmt.Sprintf("%s '%s'", strings.TrimPrefix(action, "run_"), object)
+		desc = stepDescription(action, object)
 	}
 	rs.r.StepStarted(desc, targets)
 	start := time.Now()
@@ -312,6 +312,29 @@ func (rs *runState) act(action, object string, params map[string]any, targets []
 		return set, runFailure(action, object, set)
 	}
 	return set, nil
+}
+
+// stepDescription is how Bolt's executor names a step in its "Starting:"
+// and "Finished:" lines: "command 'uptime'", "script m/scripts/x.sh",
+// "task m::t". Uploads and downloads are named with their destination
+// (transferDescription) where the step is built.
+func stepDescription(action, object string) string {
+	switch action {
+	case "run_script":
+		return "script " + object
+	case "run_task":
+		return "task " + object
+	}
+	return fmt.Sprintf("%s '%s'", strings.TrimPrefix(action, "run_"), object)
+}
+
+// transferDescription is Bolt's name of an upload or download step: "file
+// upload from SRC to DEST", "file download from SRC to DEST".
+func transferDescription(action, src, dest string) string {
+	if action == "download_file" {
+		return fmt.Sprintf("file download from %s to %s", src, dest)
+	}
+	return fmt.Sprintf("file upload from %s to %s", src, dest)
 }
 
 // runFailure is Bolt's RunFailure.

@@ -182,6 +182,9 @@ func starAction(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		obj = fmt.Sprint(d)
 		fn = func(StepOptions) ([]*muster.Result, error) { return r.WaitUntilAvailable(ctx, ts, d) }
 	}
+	if o.Description == "" && (b.Name() == "upload_file" || b.Name() == "download_file") {
+		o.Description = transferDescription(b.Name(), obj, dest)
+	}
 	set, err := rs.act(b.Name(), obj, pm, ts, o, k.catch, fn)
 	if err != nil {
 		return nil, err

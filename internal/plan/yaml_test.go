@@ -119,6 +119,24 @@ func TestYAMLEveryStepKind(t *testing.T) {
 	if len(f.events) != 10 || f.events[0] != "start command 'hostname -f'" {
 		t.Errorf("events %v", f.events)
 	}
+	// Steps are named as Bolt's executor names them in "Starting:" and
+	// "Finished:" lines.
+	var starts []string
+	for _, e := range f.events {
+		if strings.HasPrefix(e, "start ") {
+			starts = append(starts, e)
+		}
+	}
+	wantStarts := []string{
+		"start command 'hostname -f'",
+		"start task demo::install",
+		"start script demo/setup.sh",
+		"start file upload from demo/app.conf to /etc/app.conf",
+		"start file download from /var/log/app.log to logs",
+	}
+	if d := cmp.Diff(wantStarts, starts); d != "" {
+		t.Errorf("step descriptions (-want +got):\n%s", d)
+	}
 }
 
 func TestYAMLRunFailure(t *testing.T) {

@@ -129,6 +129,9 @@ func (rs *runState) yamlStep(st *yamlStep, s *puppet.Scope) (any, error) {
 		})
 	case "upload", "download":
 		dest := puppet.ToString(opts["destination"])
+		if o.Description == "" {
+			o.Description = transferDescription(map[string]string{"upload": "upload_file", "download": "download_file"}[st.kind], obj, dest)
+		}
 		if st.kind == "upload" {
 			return rs.act("upload_file", obj, nil, targets, o, catch, func(o StepOptions) ([]*muster.Result, error) {
 				return rs.r.Upload(rs.ctx, targets, obj, dest, o)

@@ -46,6 +46,7 @@ var layers = map[string]layer{
 	"internal/executor": engine, "internal/output": engine, "internal/secret": engine, "internal/capacity": engine,
 	"internal/events": engine, "internal/checkin": engine, "internal/yamlnode": engine, "internal/pki": engine, "internal/pull": engine,
 	"internal/builtin": engine, "internal/apply": engine, "internal/boltsecret": engine,
+	"internal/boltcompat": testkit,
 
 	"internal/transport/ssh": adapter, "internal/transport/local": adapter,
 	"internal/store/sqlite": adapter, "internal/store/postgres": adapter,

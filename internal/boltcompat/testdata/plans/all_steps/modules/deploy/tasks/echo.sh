@@ -1,0 +1,2 @@
+#!/bin/sh
+printf '{"said": "%s"}\n' "$PT_message"

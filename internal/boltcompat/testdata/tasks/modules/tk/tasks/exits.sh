@@ -1,0 +1,3 @@
+#!/bin/sh
+echo 'plain text, not JSON'
+exit 4

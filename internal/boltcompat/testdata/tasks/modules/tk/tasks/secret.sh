@@ -1,0 +1,2 @@
+#!/bin/sh
+printf '{"user": "admin", "_sensitive": {"password": "%s"}}\n' "$PT_password"
