@@ -65,6 +65,18 @@ type result struct {
 	wrote          bool
 	enrollTook     time.Duration
 	agents         int
+	// The second window: every node due, runs admitted at the backend's
+	// rate, each reported at once by its simulated agent.
+	loaded  phase
+	runRate float64
+}
+
+// phase is one measured window's check-ins.
+type phase struct {
+	checkIns, errs, runs int
+	p50, p95, p99        time.Duration
+	cpuPerCheckIn        float64 // ms
+	writes               string  // what the database wrote per run
 }
 
 func main() {
@@ -72,14 +84,15 @@ func main() {
 	n := flag.Int("agents", 10000, "simulated agents")
 	rate := flag.Float64("rate", 200, "check-ins per second, all agents together")
 	window := flag.Duration("window", 60*time.Second, "measured window")
+	runRate := flag.Float64("run-rate", 20, "the backend's runs per second in the second window (every node due)")
 	pgURL := flag.String("postgres", os.Getenv("MUSTER_BENCH_POSTGRES_URL"),
 		"also measure a server on this PostgreSQL database (a fresh schema in it; default $MUSTER_BENCH_POSTGRES_URL)")
 	out := flag.String("out", "bench/results/pull-checkins.md", "report path")
 	flag.Parse()
 	ctx := context.Background()
-	results := []result{measure(ctx, *bin, "", *n, *rate, *window)}
+	results := []result{measure(ctx, *bin, "", *n, *rate, *runRate, *window)}
 	if *pgURL != "" {
-		results = append(results, measure(ctx, *bin, *pgURL, *n, *rate, *window))
+		results = append(results, measure(ctx, *bin, *pgURL, *n, *rate, *runRate, *window))
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Pull mode: check-ins under load\n\n")
@@ -104,7 +117,26 @@ func main() {
 			writes = "FAIL"
 		}
 	}
-	fmt.Fprintf(&b, "\n- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**.\n", verdict, writes)
+	fmt.Fprintf(&b, "\nThen every node is made due (pull.yaml's runs entry matches them, reloaded without a restart) and the\n"+
+		"backend takes %g runs per second: the same check-in load for %s, each run reported at once by its simulated agent.\n\n",
+		results[0].runRate, *window)
+	fmt.Fprintf(&b, "| store | check-ins | errors | p50 ms | p95 ms | p99 ms | server CPU ms / check-in | runs | runs/s (backend rate %g) | database writes per run |\n", results[0].runRate)
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	keeps := "PASS"
+	for _, r := range results {
+		l := r.loaded
+		got := float64(l.runs) / window.Seconds()
+		fmt.Fprintf(&b, "| %s | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %d | **%.1f** | %s |\n", r.backend, l.checkIns, l.errs,
+			ms(l.p50), ms(l.p95), ms(l.p99), l.cpuPerCheckIn, l.runs, got, l.writes)
+		if l.p99 >= 100*time.Millisecond || l.errs > 0 {
+			verdict = "FAIL"
+		}
+		if got < 0.9*r.runRate || got > 1.1*r.runRate {
+			keeps = "FAIL"
+		}
+	}
+	fmt.Fprintf(&b, "\n- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**. "+
+		"The scheduler keeps the backend's rate (within 10%%): **%s**.\n", verdict, writes, keeps)
 	fmt.Fprintf(&b, "- The client (this benchmark), the server and PostgreSQL share the machine's %d cores: %s.\n", runtime.NumCPU(), cpuModel())
 	check(os.WriteFile(*out, b.Bytes(), 0o644))
 	fmt.Print(b.String())
@@ -113,7 +145,7 @@ func main() {
 // measure starts a server on database ("" for SQLite in its data
 // directory, else a fresh schema of that PostgreSQL database), enrolls n
 // agents and measures their idle check-ins.
-func measure(ctx context.Context, bin, database string, n int, rate float64, window time.Duration) result {
+func measure(ctx context.Context, bin, database string, n int, rate, runRate float64, window time.Duration) result {
 	dir, err := os.MkdirTemp("", "muster-checkins-")
 	check(err)
 	defer os.RemoveAll(dir)
@@ -128,7 +160,7 @@ runs:
 `), 0o644))
 	data := filepath.Join(dir, "data")
 	args := []string{"server", "--listen", "127.0.0.1:0", "--data-dir", data, "--project", proj, "--agent-listen", "127.0.0.1:0"}
-	res := result{backend: "SQLite", agents: n}
+	res := result{backend: "SQLite", agents: n, runRate: runRate}
 	var pg *sql.DB
 	schema := ""
 	if database != "" {
@@ -244,7 +276,88 @@ runs:
 	if len(lat) > 0 {
 		res.cpuPerCheckIn = (cpuAfter - cpuBefore) / float64(len(lat)) * 1000
 	}
+
+	// Every node due: the runs entry matches them all, at the backend's rate.
+	check(os.WriteFile(filepath.Join(proj, "pull.yaml"), []byte(fmt.Sprintf(`interval: 30m
+backends:
+  - {name: local, max_running: 1000, rate: %g}
+runs:
+  - match: {glob: "sim*"}
+    command: "true"
+`, runRate)), 0o644))
+	time.Sleep(3 * time.Second) // the server's project watch reloads it
+	res.loaded = runWindow(ctx, srv.Process.Pid, agents, rate, window, func() (int64, string) {
+		if pg != nil {
+			time.Sleep(time.Second)
+			return rowWrites(ctx, pg, schema), "rows"
+		}
+		return size(wal) + size(filepath.Join(data, "muster.db")), "B of SQLite files"
+	})
 	return res
+}
+
+// runWindow drives check-ins at rate for window, reporting every run an
+// agent is handed at once, and measures them; footprint returns the
+// database's size (or rows written) so far, and its unit.
+func runWindow(ctx context.Context, pid int, agents []*agent, rate float64, window time.Duration, footprint func() (int64, string)) phase {
+	var ph phase
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var lat []time.Duration
+	before, unit := footprint()
+	cpuBefore := cpuOf(pid)
+	interval := time.Duration(float64(time.Second) / rate)
+	deadline := time.Now().Add(window)
+	sem := make(chan struct{}, 512)
+	next := time.Now()
+	for i := 0; time.Now().Before(deadline); i++ {
+		next = next.Add(interval)
+		time.Sleep(time.Until(next))
+		a := agents[i%len(agents)]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			start := time.Now()
+			var resp checkin.CheckInResponse
+			err := post(ctx, a.hc, baseAddr, checkin.PathCheckIn, checkin.CheckInRequest{Version: checkin.Version}, &resp)
+			d := time.Since(start)
+			ran := false
+			if err == nil && resp.Run != nil {
+				var rr checkin.ReportResponse
+				err = post(ctx, a.hc, baseAddr, checkin.PathReport, checkin.Report{Version: checkin.Version, RunID: resp.Run.RunID,
+					Attempt: resp.Run.Attempt, Started: start, Duration: time.Millisecond}, &rr)
+				ran = err == nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				ph.errs++
+				return
+			}
+			lat = append(lat, d)
+			if ran {
+				ph.runs++
+			}
+		})
+	}
+	wg.Wait()
+	cpu := cpuOf(pid) - cpuBefore
+	after, _ := footprint()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, max(0, int(float64(len(lat))*p/100+0.5)-1))]
+	}
+	ph.checkIns, ph.p50, ph.p95, ph.p99 = len(lat), pct(50), pct(95), pct(99)
+	if len(lat) > 0 {
+		ph.cpuPerCheckIn = cpu / float64(len(lat)) * 1000
+	}
+	if ph.runs > 0 {
+		ph.writes = fmt.Sprintf("%.1f %s", float64(after-before)/float64(ph.runs), unit)
+	}
+	return ph
 }
 
 // rowWrites is the rows inserted, updated and deleted in schema's tables

@@ -80,7 +80,7 @@ func TestCancelStopsRunningRuns(t *testing.T) {
 			for i, id := range victimRuns {
 				waitFor(t, "the victim's run to end", func() bool { return getRun(t, store, id).State.Final() })
 				r := getRun(t, store, id)
-				want := fmt.Sprintf("muster/cancelled: job %d was cancelled while running on n%d", victim.Job.ID, i+2)
+				want := fmt.Sprintf("muster/cancelled: job %d's run on n%d was cancelled: job cancelled by request", victim.Job.ID, i+2)
 				if r.State != muster.RunCancelled || r.Error != want || r.Attempt != 1 {
 					t.Errorf("victim's run %d: %s attempt %d (%q); want cancelled at attempt 1 with %q", id, r.State, r.Attempt, r.Error, want)
 				}

@@ -68,7 +68,10 @@ func (d *Dispatcher) execute(parent context.Context, t *task) {
 	case timedOut:
 		why = muster.Errorf(muster.KindTimeout, "run %d on %s timed out after %s", r.ID, r.Node, r.Timeout)
 	case cancelled && !out.OK: // an attempt that succeeded first stays a success
-		why = muster.Errorf(muster.KindCancelled, "job %d was cancelled while running on %s", r.JobID, r.Node)
+		// Named with its cause, like the executor's own result: a run can
+		// be cancelled after its claim but before it starts, with no
+		// result of its own.
+		why = muster.ContextError(ctx, fmt.Sprintf("job %d's run on %s", r.JobID, r.Node))
 	}
 	if why != nil {
 		f := Failure(why)
