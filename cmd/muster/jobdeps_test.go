@@ -81,6 +81,11 @@ func TestJobAfter(t *testing.T) {
 			t.Fatalf("D on n02 is %s, want succeeded (per node, C has no run there)", r.State)
 		}
 	}
+	// Watching a job that only a retry can move ends, saying so.
+	code, out, errOut = cli(t, "job", "watch", fmt.Sprint(d.Job.ID))
+	if code != 1 || !strings.Contains(errOut, "1 run(s) blocked by a failed dependency") {
+		t.Errorf("job watch of the blocked job: exit %d\n%s\n%s", code, out, errOut)
+	}
 	code, out, _ = cli(t, "job", "stats")
 	if code != 0 || !strings.Contains(out, "blocked 1") {
 		t.Fatalf("job stats: exit %d\n%s", code, out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -44,6 +45,20 @@ cancelled. Ctrl-C stops watching; the job goes on.`,
 	return c
 }
 
+// errStalled ends a watch whose job cannot move on by itself.
+var errStalled = errors.New("the job's remaining runs are blocked")
+
+// stalled reports whether a job's runs are all final or blocked, with
+// some blocked: none will start until a dependency is retried.
+func stalled(counts map[muster.RunState]int) bool {
+	for _, st := range []muster.RunState{muster.RunWaiting, muster.RunScheduled, muster.RunPending, muster.RunRunning, muster.RunRetrying} {
+		if counts[st] > 0 {
+			return false
+		}
+	}
+	return counts[muster.RunBlocked] > 0
+}
+
 // watchJob follows a job's events: live output (human format, when
 // stream), each run's result as it ends, then the summary.
 func (a *app) watchJob(ctx context.Context, cl *api.Client, id int64, stream bool) error {
@@ -64,6 +79,10 @@ func (a *app) watchJob(ctx context.Context, cl *api.Client, id int64, stream boo
 		case api.EventJob:
 			if !json {
 				printer(ev.Job.TargetCount)
+			}
+			if stalled(ev.Job.Counts) {
+				final = ev.Job
+				return errStalled
 			}
 		case api.EventOutput:
 			if !json && stream {
@@ -87,7 +106,8 @@ func (a *app) watchJob(ctx context.Context, cl *api.Client, id int64, stream boo
 		}
 		return nil
 	})
-	if err != nil {
+	blocked := errors.Is(err, errStalled)
+	if err != nil && !blocked {
 		if ctx.Err() != nil {
 			return nil // interrupted: the job goes on
 		}
@@ -101,6 +121,13 @@ func (a *app) watchJob(ctx context.Context, cl *api.Client, id int64, stream boo
 	}
 	if final == nil {
 		return nil
+	}
+	if blocked {
+		// Nothing will move until the failed work it waits for is retried:
+		// say so rather than wait for ever.
+		fmt.Fprintf(a.stderr, "Job %d: %d run(s) blocked by a failed dependency; 'muster job show %d' says which, "+
+			"and 'muster job retry' of that job unblocks them\n", id, final.Counts[muster.RunBlocked], id)
+		return errFailedRun
 	}
 	if !json {
 		fmt.Fprintf(a.stdout, "Job %d %s\n", id, final.State)
