@@ -60,7 +60,7 @@ var layers = map[string]layer{
 	"cmd/muster": command,
 
 	"scripts/layering": tool, "bench/queue": tool, "bench/fanout/sshdcpu": tool, "bench/fanout/warm": tool,
-	"bench/tasks/warm": tool, "bench/pull": tool, "bench/pull/checkins": tool,
+	"bench/tasks/warm": tool, "bench/pull": tool, "bench/pull/checkins": tool, "bench/converge": tool,
 }
 
 // family is the adapter family a package belongs to: its parent folder
