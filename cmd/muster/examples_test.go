@@ -67,8 +67,8 @@ func shellWords(line string) []string {
 			}
 		case r == '\'' || r == '"':
 			quote, inWord = r, true
-		case r == '#' && !inWord && (i == 0 || line[i-1] == ' '), r == '|' && !inWord:
-			return words
+		case r == '#' && !inWord && (i == 0 || line[i-1] == ' '), (r == '|' || r == '>' || r == '<' || r == '&' || r == ';') && !inWord:
+			return words // a comment, or the shell's: a pipe, a redirection, a list
 		case r == ' ' || r == '\t':
 			if inWord {
 				words = append(words, cur.String())
