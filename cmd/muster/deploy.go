@@ -108,7 +108,7 @@ func (a *app) deployCommand() *cobra.Command {
 			"a pull node whose agent has not checked in for this long is not alive: its node-roles are skipped")
 	}
 	for _, c := range []*cobra.Command{applyCmd, retryCmd} {
-		c.Flags().BoolVar(&df.watch, "watch", false, "follow the deployment until it settles, running the on_active and on_node_change hooks")
+		c.Flags().BoolVar(&df.watch, "watch", false, "follow the deployment until it settles and the hooks the server queues for it have run")
 		c.Flags().DurationVar(&df.interval, "interval", time.Second, "with --watch, how often to read the deployment's state")
 	}
 	g := group("deploy", "Deployments: roles bound to nodes, converged in dependency order", planCmd, applyCmd, statusCmd, retryCmd)
@@ -127,8 +127,12 @@ A pull node whose agent is silent past --alive-within is skipped until it
 returns ('deploy retry').
 
 The jobs carry MUSTER_DEPLOYMENT, MUSTER_ROLE and MUSTER_ROLE_DIGEST in
-their environment. The hooks (on_active, on_node_change) are run by
-'apply --watch' (or 'retry --watch'): while it watches.`
+their environment. The server runs the hooks, with no command watching, for
+the deployments applied from its project's deploy/ directory: on_active once
+per node-role and role definition, and on_node_change on a role's active
+nodes when a role it requires reached active or error on another node
+(MUSTER_CHANGED_ROLE, _NODE, _STATE and _RUN say which). Hook jobs are
+tagged with MUSTER_HOOK, so they run once, across restarts and servers.`
 	cf.register(g)
 	return g
 }
@@ -269,10 +273,6 @@ type deployState struct {
 	views map[int64]*api.JobView // every current job
 }
 
-func hookKey(hook, role, node, extra string) string {
-	return hook + "|" + role + "@" + node + "|" + extra
-}
-
 // currentDeployment reads the deployment's jobs from the server: the jobs
 // tagged with its name whose role digest is the role's current one.
 func currentDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan) (*deployState, error) {
@@ -308,7 +308,7 @@ func currentDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan) (*de
 		}
 		if h := env[deploy.EnvHook]; h != "" {
 			for _, rv := range runs {
-				ds.hooks[hookKey(h, r.Name, rv.Target, env[deploy.EnvChangedRole]+"@"+env[deploy.EnvChangedNode])] = true
+				ds.hooks[deploy.HookKey(env, rv.Target)] = true
 			}
 			continue
 		}

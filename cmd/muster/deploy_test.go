@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/muster-run/muster/internal/deploy"
@@ -14,7 +15,8 @@ import (
 // threeTier is a deployment of db, then app (after db on the same node),
 // then lb (after app on the same node), on three sshd targets; db fails
 // on 127.0.0.2 until the file fixed exists. Each active node-role leaves
-// a file in marks, and on_active hooks leave one too.
+// a file in marks; app's on_active hook appends a line to hook.app.NODE,
+// its on_node_change a line naming the change to nc.app.NODE.
 func threeTier(marks, fixed string) string {
 	return fmt.Sprintf(`name: web
 roles:
@@ -28,7 +30,9 @@ roles:
     run:
       command: test -e %[1]s/db.$MUSTER_NODE && touch %[1]s/app.$MUSTER_NODE
     on_active:
-      command: touch %[1]s/hook.app.$MUSTER_NODE
+      command: echo once >> %[1]s/hook.app.$MUSTER_NODE
+    on_node_change:
+      command: echo "$MUSTER_CHANGED_ROLE@$MUSTER_CHANGED_NODE=$MUSTER_CHANGED_STATE" >> %[1]s/nc.app.$MUSTER_NODE
   lb:
     nodes: fleet
     requires:
@@ -40,7 +44,13 @@ roles:
 
 func deployStatus(t *testing.T) (deploy.Status, int, string) {
 	t.Helper()
-	code, out, errOut := cli(t, "deploy", "status", "web", "--format", "json")
+	return deployStatusArgs(t, "web")
+}
+
+// deployStatusArgs runs deploy status NAME [flags] --format json.
+func deployStatusArgs(t *testing.T, args ...string) (deploy.Status, int, string) {
+	t.Helper()
+	code, out, errOut := cli(t, append(append([]string{"deploy", "status"}, args...), "--format", "json")...)
 	var st deploy.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("deploy status --format json: exit %d: %v\n%s\n%s", code, err, out, errOut)
@@ -140,23 +150,60 @@ func TestDeployThreeTierOverSSH(t *testing.T) {
 		t.Fatalf("re-apply: exit %d\n%s\n%s", code, out, errOut)
 	}
 
-	// Fix the host and retry: the failed db runs again, and what it
-	// blocked follows.
+	// Fix the host and retry, with no command line watching: the failed
+	// db runs again, what it blocked follows, and the server's annealer
+	// runs the hooks: on_active of app on 127.0.0.2, and on_node_change of
+	// app on the nodes where it was active already (not on 127.0.0.2
+	// itself), told that db on 127.0.0.2 became active.
 	if err := os.WriteFile(fixed, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut = cli(t, "deploy", "retry", "web", "127.0.0.2", "--watch", "--interval", "50ms")
+	code, out, errOut = cli(t, "deploy", "retry", "web", "127.0.0.2")
 	if code != 0 || !strings.Contains(out+errOut, "Retried 1 failed node-role(s): db@127.0.0.2") {
 		t.Fatalf("deploy retry: exit %d\n%s\n%s", code, out, errOut)
 	}
-	st, code, out = deployStatus(t)
-	if code != 0 || st.Counts[deploy.Active] != 9 {
-		t.Fatalf("after retry: exit %d\n%s", code, out)
-	}
-	eventually(t, "the on_active hook of app on 127.0.0.2", func() bool {
-		_, err := os.Stat(filepath.Join(marks, "hook.app.127.0.0.2"))
-		return err == nil
+	eventually(t, "all 9 node-roles active", func() bool {
+		st, _, _ := deployStatus(t)
+		return st.Counts[deploy.Active] == 9
 	})
+	read := func(f string) string {
+		b, _ := os.ReadFile(filepath.Join(marks, f))
+		return string(b)
+	}
+	eventually(t, "the hooks of app after the retry", func() bool {
+		return read("hook.app.127.0.0.2") != "" &&
+			strings.Contains(read("nc.app.127.0.0.1"), "db@127.0.0.2=active\n") &&
+			strings.Contains(read("nc.app.127.0.0.3"), "db@127.0.0.2=active\n")
+	})
+	// The server restarts on the same database: nothing runs twice.
+	if err := srv.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, dir, srv.dataDir)
+	srv.env(t)
+	eventually(t, "the new server's annealer made a pass", func() bool {
+		return strings.Contains(srv.Log(), "deployments: first pass done")
+	})
+	// Hook jobs the new server would queue show as jobs tagged with a
+	// hook: count them through the status's watch view (deploy retry
+	// --watch waits for due hooks and reports new ones).
+	code, out, errOut = cli(t, "deploy", "retry", "web", "--watch", "--interval", "50ms")
+	if code != 0 || strings.Contains(errOut, "Hook queued") {
+		t.Fatalf("retry --watch after restart: exit %d, want 0 and no new hook\n%s\n%s", code, out, errOut)
+	}
+	for _, n := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		if got := read("hook.app." + n); got != "once\n" {
+			t.Errorf("on_active of app on %s ran %d times, want once", n, strings.Count(got, "once"))
+		}
+		if strings.Contains(read("nc.app."+n), "@"+n+"=") {
+			t.Errorf("on_node_change of app on %s heard of its own node: %q", n, read("nc.app."+n))
+		}
+	}
+	for _, n := range []string{"127.0.0.1", "127.0.0.3"} {
+		if c := strings.Count(read("nc.app."+n), "db@127.0.0.2=active\n"); c != 1 {
+			t.Errorf("on_node_change of app on %s heard db@127.0.0.2 become active %d times, want once", n, c)
+		}
+	}
 }
 
 func TestDeployPlanRefusesBadFiles(t *testing.T) {

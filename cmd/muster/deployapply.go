@@ -189,14 +189,18 @@ func submitGroup(ctx context.Context, cl *api.Client, p *deploy.Plan, cur *deplo
 	return res.Job.ID, nil
 }
 
-// watchDeployment follows the deployment until it settles, running the
-// hooks: on_active on a node when its role becomes active there (once per
-// node-role and role definition), and on_node_change on a role's active
-// nodes when a role it requires reaches active or error on another node.
-// The exit code says how it went: 0 all active, 1 otherwise.
+// hookWait is how long a watch waits, once the node-roles have settled,
+// for the server to queue the hooks due (it may not anneal this
+// deployment: one applied from a file outside its project's deploy/).
+const hookWait = time.Minute
+
+// watchDeployment follows the deployment until it settles and the hooks
+// due have been queued by the server's annealer (deployserve.go) and have
+// run, reporting them as they appear. The exit code says how it went: 0
+// all active, 1 otherwise.
 func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan, df *deployFlags) error {
-	last := map[string]deploy.State{}
-	first := true
+	var seen map[string]bool
+	var waitingSince time.Time
 	for {
 		cur, err := currentDeployment(ctx, cl, p)
 		if err != nil {
@@ -207,32 +211,33 @@ func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Pla
 			return apiError(err)
 		}
 		st := deploy.NewStatus(p, cur.runs, alive)
-		hooksQueued := false
-		for _, rs := range st.Roles {
-			r := p.Deployment.Role(rs.Role)
-			for _, ns := range rs.Nodes {
-				k := deploy.NodeRole{Role: rs.Role, Node: ns.Node}.Key()
-				prev, seen := last[k]
-				last[k] = ns.State
-				if r.OnActive != nil && ns.State == deploy.Active && !cur.hooks[hookKey("on_active", r.Name, ns.Node, "@")] {
-					if err := submitHook(ctx, cl, p, r, *r.OnActive, "on_active", []string{ns.Node}, nil); err != nil {
-						return err
-					}
-					fmt.Fprintf(a.stderr, "Hook on_active: %s on %s\n", r.Name, ns.Node)
-					hooksQueued = true
-				}
-				changed := (ns.State == deploy.Active || ns.State == deploy.Error) && (!seen && !first || seen && prev != ns.State)
-				if changed {
-					n, err := a.nodeChanged(ctx, cl, p, st, cur, rs.Role, ns)
-					if err != nil {
-						return err
-					}
-					hooksQueued = hooksQueued || n > 0
-				}
+		if seen == nil {
+			seen = cur.hooks // reported before this watch: not news
+		}
+		for _, k := range sortedKeys(cur.hooks) {
+			if !seen[k] {
+				fmt.Fprintf(a.stderr, "Hook queued by the server: %s\n", k)
 			}
 		}
-		first = false
-		if st.Settled() && !hooksQueued && !hooksRunning(ctx, cl, p) {
+		seen = cur.hooks
+		due := deploy.Hooks(p, cur.runs, func(k string) bool { return cur.hooks[k] })
+		done := st.Settled() && !hooksRunning(ctx, cl, p)
+		if done && len(due) > 0 {
+			if waitingSince.IsZero() {
+				waitingSince = time.Now()
+			}
+			if time.Since(waitingSince) < hookWait {
+				done = false
+			} else {
+				var keys []string
+				for _, h := range due {
+					keys = append(keys, h.Key())
+				}
+				fmt.Fprintf(a.stderr, "warning: the server did not queue these hooks (it runs them for the deployments in its project's deploy/ directory): %s\n",
+					strings.Join(keys, ", "))
+			}
+		}
+		if done {
 			if err := a.printDeployStatus(st); err != nil {
 				return err
 			}
@@ -247,59 +252,6 @@ func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Pla
 		case <-time.After(df.interval):
 		}
 	}
-}
-
-// nodeChanged runs on_node_change of the roles that require role, on
-// their active nodes other than the one that changed.
-func (a *app) nodeChanged(ctx context.Context, cl *api.Client, p *deploy.Plan, st deploy.Status, cur *deployState,
-	role string, ns deploy.NodeRoleStatus) (int, error) {
-	n := 0
-	for _, rs := range st.Roles {
-		r := p.Deployment.Role(rs.Role)
-		if r.OnNodeChange == nil || !requires(r, role) {
-			continue
-		}
-		var nodes []string
-		for _, other := range rs.Nodes {
-			extra := role + "@" + ns.Node
-			if other.Node != ns.Node && other.State == deploy.Active && !cur.hooks[hookKey("on_node_change", r.Name, other.Node, extra)] {
-				nodes = append(nodes, other.Node)
-			}
-		}
-		if len(nodes) == 0 {
-			continue
-		}
-		env := map[string]string{deploy.EnvChangedRole: role, deploy.EnvChangedNode: ns.Node, deploy.EnvChangedState: string(ns.State)}
-		if err := submitHook(ctx, cl, p, r, *r.OnNodeChange, "on_node_change", nodes, env); err != nil {
-			return n, err
-		}
-		fmt.Fprintf(a.stderr, "Hook on_node_change: %s on %s (%s on %s is %s)\n", r.Name, strings.Join(nodes, ", "), role, ns.Node, ns.State)
-		n++
-	}
-	return n, nil
-}
-
-func requires(r *deploy.Role, role string) bool {
-	for _, q := range r.Requires {
-		if q.Role == role {
-			return true
-		}
-	}
-	return false
-}
-
-func submitHook(ctx context.Context, cl *api.Client, p *deploy.Plan, r *deploy.Role, act deploy.Action, hook string,
-	nodes []string, extra map[string]string) error {
-	env := map[string]string{deploy.EnvHook: hook}
-	maps.Copy(env, extra)
-	_, err := cl.Submit(ctx, api.SubmitRequest{
-		Kind: act.Kind, Targets: api.Targets{Nodes: nodes}, Spec: tagged(act, p, r, env),
-		Priority: r.Priority, OnLeaseExpiry: muster.LeaseRetry,
-	})
-	if err != nil {
-		return apiError(fmt.Errorf("deployment %s, role %s, hook %s: %w", p.Deployment.Name, r.Name, hook, err))
-	}
-	return nil
 }
 
 // hooksRunning reports whether a hook job of the deployment is still

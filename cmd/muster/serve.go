@@ -164,6 +164,7 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 	// The project watch is in place before the server says it started: an
 	// edit made after that is seen.
 	(&reloader{live: live, transports: runner.Transports, log: log, onReload: agents.reload}).watch(ctx, &wg, f.watchProject)
+	startAnnealer(ctx, &wg, store, hub, live, eng.Prepare, box, log) // deployments' hooks: deployserve.go
 	log.Info("muster server started", "version", muster.Version, "api", scheme+"://"+ln.Addr().String(), "store", desc,
 		"slots", f.slots, "max_running", f.maxRunning, "allow_local_targets", f.allowLocal)
 	serveErr := make(chan error, 1)
