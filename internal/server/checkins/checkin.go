@@ -43,6 +43,9 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request, certname 
 	if err != nil {
 		return err
 	}
+	// Seen now, not only when answered: a check-in held for minutes (long
+	// poll) is a live agent all along (deploy's liveness reads this).
+	s.noteSeen(certname, s.now(), time.Time{})
 	if len(req.Changed) > 0 {
 		s.log.Info("watched files changed on the node: forcing a run", "certname", certname, "files", req.Changed)
 	}
