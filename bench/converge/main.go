@@ -167,14 +167,17 @@ func measure(ctx context.Context, bin, pgURL string, nodes, roles int, deploy bo
 			log.Fatalf("deploy apply: %v\n%s", err, b)
 		}
 	} else {
-		for range roles {
+		for k := range roles { // distinct commands: identical waiting work would merge into one run per node
 			_, err := cl.Submit(ctx, api.SubmitRequest{Kind: muster.JobCommand, Targets: api.Targets{Spec: "fleet"},
-				Spec: muster.JobSpec{Command: "true"}})
+				Spec: muster.JobSpec{Command: fmt.Sprintf("true role%d", k+1)}})
 			check(err)
 		}
 	}
 	want := nodes * roles
-	for {
+	for deadline := time.Now().Add(10 * time.Minute); ; {
+		if time.Now().After(deadline) {
+			log.Fatalf("the runs did not all succeed within 10 minutes")
+		}
 		st, err := cl.Stats(ctx)
 		check(err)
 		if st.Counts[muster.RunSucceeded] >= want {
