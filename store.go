@@ -142,6 +142,20 @@ type Job struct {
 	// submit and always name older jobs, so they cannot form a cycle.
 	After []Dependency
 
+	// Change-driven continuous jobs (change.go; all need Continuous):
+	// Fingerprint ("stdout", "json:FIELD", "file:PATH") says how a node's
+	// result is fingerprinted; when a node's fingerprint differs from its
+	// last one (the first one counts: there was none), OnChange, if set,
+	// is enqueued for that node. FactsUsed lists the facts (dotted names)
+	// whose change moves a node's waiting run to the front
+	// (Changes.FactsChanged); DependsOnResult names a job whose
+	// fingerprint changing on any node moves this job's waiting runs to
+	// the front.
+	Fingerprint     string
+	OnChange        *OnChange
+	FactsUsed       []string
+	DependsOnResult int64
+
 	// Filled in by GetJob and ListJobs: runs serving this job, by state.
 	// A coalesced run is counted in every job it serves.
 	Counts map[RunState]int
@@ -192,6 +206,10 @@ type Run struct {
 	ExitCode      int
 	Error         string
 	Result        json.RawMessage
+	// Fingerprint is the job's Fingerprint spec, filled in by ClaimRuns:
+	// the worker computes the fingerprint and reports it
+	// (CompleteParams.Fingerprint).
+	Fingerprint string
 }
 
 // Wait is how long the run waited between becoming ready and starting.
@@ -260,6 +278,10 @@ type CompleteParams struct {
 	ExitCode int
 	Error    string
 	Result   json.RawMessage
+	// Fingerprint of a succeeded attempt of a job with a Fingerprint
+	// spec (see FingerprintSpec); empty when not computed. The store
+	// compares it with the node's last one in the same transaction.
+	Fingerprint string
 }
 
 // CancelResult says what CancelJob did.
@@ -277,6 +299,8 @@ type CancelResult struct {
 type CompleteResult struct {
 	Run Run
 	Err error
+	// Change is set when the completion changed the node's fingerprint.
+	Change *ResultChange
 }
 
 // JobFilter selects jobs for ListJobs, newest first.
@@ -507,6 +531,7 @@ type Store interface {
 	Jobs
 	AuthStore
 	Nodes
+	Changes
 	// Close releases the database.
 	Close() error
 }
@@ -573,6 +598,9 @@ func (j *Job) Validate() error {
 			return errors.Join(ErrInvalid, fmt.Errorf("after: job id %d is not positive or is listed twice", d.JobID))
 		}
 		after[d.JobID] = true
+	}
+	if err := j.checkChange(); err != nil {
+		return errors.Join(ErrInvalid, err)
 	}
 	if len(j.Spec) == 0 {
 		j.Spec = json.RawMessage("{}")

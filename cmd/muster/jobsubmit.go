@@ -29,6 +29,7 @@ type submitFlags struct {
 	pull          bool
 	after         []string
 	afterEach     bool
+	change        changeFlags // jobsubmit_change.go
 }
 
 func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
@@ -105,6 +106,7 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		fl.StringSliceVar(&sf.after, "after", nil, "start only once these jobs succeeded (job ids, comma-separated or repeated); "+
 			"if one fails, this job's runs are blocked until it is retried (muster job retry)")
 		fl.BoolVar(&sf.afterEach, "after-each", false, "with --after: per node, each target's run waits only for those jobs' runs on the same node")
+		sf.change.add(fl)
 		fl.BoolVar(&sf.watch, "watch", false, "follow the job until it finishes, printing each target's output and result")
 		fl.BoolVar(&sf.stream, "stream", true, "with --watch, print output live, each line prefixed with its target (--stream=false: each target's output under its result)")
 		fl.StringVar(&a.flags.runAs, "run-as", "", "run as this user through sudo on the targets")
@@ -226,6 +228,9 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		Priority: sf.priority, RunAt: runAt, Every: api.Duration(sf.every), Continuous: sf.continuous,
 		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy, Pull: sf.pull,
 		After: after, AfterEach: sf.afterEach,
+	}
+	if err := sf.change.apply(&req); err != nil {
+		return err
 	}
 	res, err := cl.Submit(c.Context(), req)
 	if err != nil {

@@ -134,8 +134,9 @@ func (a *app) runServer(c *cobra.Command, f serverFlags) error {
 			OnFinish: func(_ muster.Run, took time.Duration, o dispatch.Outcome) {
 				metrics.ObserveFinish(took, api.RunOutcome(o.OK, o.Error))
 			},
-			OnAdmission: func(open bool, _ string) { metrics.SetAdmission(open) },
-			OnStored:    func(jobs []int64) { hub.Publish(jobs...) },
+			OnAdmission:    func(open bool, _ string) { metrics.SetAdmission(open) },
+			OnStored:       func(jobs []int64) { hub.Publish(jobs...) },
+			OnResultChange: wireChanges(ctx, store, hub, live, signalNodes, log), // servechange.go
 		},
 	})
 	if err != nil {

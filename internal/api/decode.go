@@ -37,7 +37,8 @@ func fieldErr(field, format string, args ...any) *FieldError {
 var submitFields = map[string]bool{
 	"kind": true, "targets": true, "spec": true, "priority": true, "run_at": true, "every": true,
 	"continuous": true, "retries": true, "timeout": true, "on_lease_expiry": true, "pull": true,
-	"after": true, "after_each": true,
+	"after": true, "after_each": true, "fingerprint": true, "on_change": true, "facts_used": true,
+	"depends_on_result": true,
 }
 
 // DecodeSubmit reads a SubmitRequest strictly: one JSON object, field
@@ -58,7 +59,8 @@ func DecodeSubmit(r io.Reader) (SubmitRequest, error) {
 	for _, k := range names {
 		if !submitFields[k] {
 			return req, fieldErr(fieldName(k), "unknown field %q (want one of kind, targets, spec, priority, run_at, "+
-				"every, continuous, retries, timeout, on_lease_expiry, pull, after, after_each)", k)
+				"every, continuous, retries, timeout, on_lease_expiry, pull, after, after_each, fingerprint, on_change, "+
+				"facts_used, depends_on_result)", k)
 		}
 	}
 	for _, k := range names {
@@ -121,6 +123,9 @@ func bodyError(err error) *FieldError {
 }
 
 func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error {
+	if ok, err := decodeChangeField(req, k, raw); ok {
+		return err
+	}
 	isNull := bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 	switch k {
 	case "kind":
@@ -378,7 +383,10 @@ func (req *SubmitRequest) Validate() error {
 	default:
 		return fieldErr("on_lease_expiry", "unknown policy %q (want retry or fail)", req.OnLeaseExpiry)
 	}
-	return req.validateAfter()
+	if err := req.validateAfter(); err != nil {
+		return err
+	}
+	return req.validateChange()
 }
 
 // validateAfter checks the jobs a submission runs after.

@@ -21,6 +21,10 @@ var decodeSeeds = []string{
 	`{"kind":"command","targets":"web1","spec":{"command":"migrate"},"after":[1,2],"after_each":true}`,
 	`{"kind":"task","targets":["db1"],"spec":{"task":"t"},"after":[7],"after_each":false,"retries":1}`,
 	`{"after":[]}`, `{"after":null}`, `{"after":[0]}`, `{"after":[-1]}`, `{"after":[1,1]}`, `{"after":[1.5]}`,
+	`{"kind":"command","targets":"web*","spec":{"command":"cat /etc/app.conf"},"continuous":true,"fingerprint":"stdout","on_change":{"kind":"command","spec":{"command":"systemctl reload app"}},"facts_used":["os.release","networking.ip"],"depends_on_result":3}`,
+	`{"kind":"task","targets":"db1","spec":{"task":"facts"},"continuous":true,"fingerprint":"json:os.release","on_change":{"kind":"task","spec":{"task":"mod::t","params":{"x":1}}}}`,
+	`{"kind":"command","targets":"n1","spec":{"command":"true"},"continuous":true,"fingerprint":"file:/etc/hosts","on_change":{"kind":"agent-run"}}`,
+	`{"fingerprint":"file:rel"}`, `{"on_change":{"kind":"x","extra":1}}`, `{"on_change":[]}`, `{"facts_used":"os"}`, `{"facts_used":["a..b"]}`, `{"depends_on_result":-1}`,
 	`{"after":["1"]}`, `{"after":5}`, `{"after":{}}`, `{"after":[9223372036854775808]}`, `{"after_each":1}`,
 	`{"after_each":true}`, `{"kind":"command","targets":"w","spec":{"command":"x"},"after":[1],"pull":true}`,
 }

@@ -113,6 +113,17 @@ type SubmitRequest struct {
 	// AfterEach makes After per node: a run waits only for those jobs'
 	// runs on its own node (and not at all where they have none).
 	AfterEach bool `json:"after_each,omitzero"`
+	// Fingerprint ("stdout", "json:FIELD", "file:PATH") says how a
+	// continuous job's result on a node is fingerprinted; OnChange is
+	// enqueued for a node whose fingerprint changed (the first one counts).
+	// FactsUsed (dotted names) move a node's waiting run to the front when
+	// one of them changes on it; DependsOnResult (a job id) moves every
+	// waiting run of this job to the front when that job's result changes
+	// on any node.
+	Fingerprint     string           `json:"fingerprint,omitzero"`
+	OnChange        *OnChangeRequest `json:"on_change,omitempty"`
+	FactsUsed       []string         `json:"facts_used,omitempty"`
+	DependsOnResult int64            `json:"depends_on_result,omitzero"`
 }
 
 // SubmitResponse answers a submission (201).
@@ -157,6 +168,12 @@ type JobView struct {
 	After     []int64                 `json:"after,omitempty"`
 	AfterEach bool                    `json:"after_each,omitzero"`
 	Counts    map[muster.RunState]int `json:"counts"`
+	// The change-driven fields (see SubmitRequest); OnChange is the kind
+	// of the on-change action ("command", "task" or "agent-run").
+	Fingerprint     string   `json:"fingerprint,omitzero"`
+	OnChange        string   `json:"on_change,omitzero"`
+	FactsUsed       []string `json:"facts_used,omitempty"`
+	DependsOnResult int64    `json:"depends_on_result,omitzero"`
 }
 
 // JobList is a page of jobs, newest first. NextBefore, when non-zero, is
@@ -523,6 +540,13 @@ func jobView(j muster.Job, withTargets bool) JobView {
 	}
 	if withTargets {
 		v.Targets = append([]string{}, j.Targets...)
+	}
+	v.Fingerprint, v.FactsUsed, v.DependsOnResult = j.Fingerprint, j.FactsUsed, j.DependsOnResult
+	if j.OnChange != nil {
+		v.OnChange = string(j.OnChange.Kind)
+		if j.OnChange.Kind == muster.JobPull {
+			v.OnChange = OnChangeAgentRun
+		}
 	}
 	for _, d := range j.After {
 		v.After = append(v.After, d.JobID)

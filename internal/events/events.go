@@ -17,7 +17,11 @@
 // poll, which can therefore be slow.
 package events
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/muster-run/muster"
+)
 
 // Hub fans job-change and node-change notices out to subscribers. The
 // zero value is not usable; call New.
@@ -27,6 +31,8 @@ type Hub struct {
 	all      map[*Subscription]struct{}
 	nodes    map[string]map[*Subscription]struct{}
 	allNodes map[*Subscription]struct{}
+	facts    Topic[FactChange]
+	results  Topic[muster.ResultChange]
 }
 
 // New returns an empty hub.

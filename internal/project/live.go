@@ -13,6 +13,8 @@ type Live struct {
 	opts Options
 	cur  atomic.Pointer[Project]
 	mu   sync.Mutex // one reload at a time
+	// onFacts hears of the targets whose inventory facts a reload changed.
+	onFacts func(node string, facts []string)
 }
 
 // NewLive loads the project once; an error there is the caller's to
@@ -43,6 +45,11 @@ func (l *Live) Reload() (*Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.cur.Store(p)
+	old := l.cur.Swap(p)
+	if l.onFacts != nil {
+		for node, facts := range FactChanges(old, p) {
+			l.onFacts(node, facts)
+		}
+	}
 	return p, nil
 }

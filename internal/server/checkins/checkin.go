@@ -13,6 +13,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/checkin"
+	"github.com/muster-run/muster/internal/events"
 	"github.com/muster-run/muster/internal/pki"
 	"github.com/muster-run/muster/internal/pull"
 )
@@ -244,10 +245,21 @@ func (s *Server) handleFacts(w http.ResponseWriter, r *http.Request, certname st
 		return err
 	}
 	now := s.now()
+	var before map[string]any // for the fact-change event (change-driven jobs' facts_used)
+	if s.cfg.Events != nil {
+		if prev, _, err := s.cfg.Store.NodeFacts(r.Context(), certname); err == nil {
+			_ = json.Unmarshal(prev, &before)
+		}
+	}
 	if err := s.cfg.Store.SetNodeFacts(r.Context(), certname, raw, now); errors.Is(err, muster.ErrNotFound) {
 		return errorf(http.StatusForbidden, "forbidden", "node %s is not signed", certname)
 	} else if err != nil {
 		return err
+	}
+	if s.cfg.Events != nil {
+		if changed := muster.ChangedFacts(before, up.Facts); len(changed) > 0 {
+			s.cfg.Events.Facts().Publish(events.FactChange{Node: certname, Facts: changed, Source: "agent"})
+		}
 	}
 	s.log.Debug("facts stored", "certname", certname, "bytes", len(raw))
 	writeJSON(w, http.StatusOK, checkin.FactsResponse{Version: checkin.Version, StoredAt: now})

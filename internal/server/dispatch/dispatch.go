@@ -126,6 +126,10 @@ type Hooks struct {
 	// completed, live output appended. Watchers (the API's event stream)
 	// then read the store at once instead of polling it.
 	OnStored func(jobs []int64)
+	// OnResultChange is called after a completion changed the node's
+	// fingerprint of a change-driven job (muster.CompleteResult.Change):
+	// the change, its on-change job and the runs it bumped are stored.
+	OnResultChange func(r muster.Run, c muster.ResultChange)
 }
 
 // stored reports changes of runs to Hooks.OnStored.

@@ -33,10 +33,18 @@ func (d *Dispatcher) execute(parent context.Context, t *task) {
 	}
 	start := time.Now()
 	var out Outcome
+	var print string
+	var printErr error
 	if ctx.Err() == nil { // it may have been lost while it waited
 		live, o := d.out.start(r)
 		out = d.safeExecute(ctx, r, o)
 		d.out.done(live) // before the completion, which deletes its chunks
+		if out.OK && r.Fingerprint != "" && ctx.Err() == nil {
+			// On the run's own context: within its timeout, stopped with it.
+			if print, printErr = d.fingerprint(ctx, r, out); printErr != nil {
+				print = ""
+			}
+		}
 	}
 	runTime := time.Since(start)
 	timedOut := errors.Is(context.Cause(ctx), errTimeout)
@@ -86,12 +94,22 @@ func (d *Dispatcher) execute(parent context.Context, t *task) {
 	if len(out.Result) > 0 && !json.Valid(out.Result) {
 		out.Result, _ = json.Marshal(string(out.Result))
 	}
+	if out.OK && printErr != nil {
+		// The run did its work but its result cannot be compared: it
+		// fails, saying why, rather than pass as "unchanged".
+		f := Failure(muster.Errorf(muster.KindFingerprint, "run %d: fingerprint %v", r.ID, printErr))
+		out.OK, out.Error = false, f.Error
+		if out.ExitCode == 0 {
+			out.ExitCode = f.ExitCode
+		}
+	}
 	if h := d.cfg.Hooks.OnFinish; h != nil {
 		h(r, runTime, out)
 	}
 	p := muster.CompleteParams{RunID: r.ID, Server: d.cfg.Server, Attempt: r.Attempt, Outcome: muster.OutcomeSucceeded,
-		ExitCode: out.ExitCode, Error: out.Error, Result: out.Result}
+		ExitCode: out.ExitCode, Error: out.Error, Result: out.Result, Fingerprint: print}
 	if !out.OK {
+		p.Fingerprint = ""
 		p.Outcome = muster.OutcomeFailed
 	}
 	d.mu.Lock()
@@ -208,6 +226,13 @@ func (d *Dispatcher) flush(ctx context.Context, batch []pendingDone) bool {
 				"run", p.RunID, "attempt", p.Attempt, "outcome", p.Outcome)
 		default:
 			d.log.Error("recording a completion failed", "run", p.RunID, "attempt", p.Attempt, "err", r.Err)
+		}
+	}
+	if h := d.cfg.Hooks.OnResultChange; h != nil {
+		for i, r := range res {
+			if r.Err == nil && r.Change != nil {
+				h(batch[i].t.run, *r.Change)
+			}
 		}
 	}
 	done := make([]muster.Run, len(batch))

@@ -59,6 +59,8 @@ type repeating struct {
 	muster.Job
 	hash      string
 	cancelled int64
+	// The job's on-change action: its kind ('' for none) and spec.
+	onChangeKind, onChangeSpec string
 }
 
 // repeats reports whether the job enqueues a node's next run when one ends.
@@ -66,7 +68,7 @@ func (j *repeating) repeats() bool { return j.cancelled == 0 && (j.Every > 0 || 
 
 // jobRepeatFields are repeating's columns of "jobs j", in scan's order.
 const jobRepeatFields = `j.id, j.kind, j.spec_hash, j.priority, j.every_us, j.continuous, j.max_retries, j.timeout_us,
-	j.on_lease_expiry, j.cancelled_at`
+	j.on_lease_expiry, j.cancelled_at, j.fingerprint, j.on_change_kind, j.on_change_spec`
 
 // scanDest returns the destinations for jobRepeatFields; call fill after
 // scanning.
@@ -74,7 +76,7 @@ func (j *repeating) scanDest() (dest []any, fill func()) {
 	var every, timeout int64
 	var continuous int
 	return []any{&j.ID, &j.Kind, &j.hash, &j.Priority, &every, &continuous, &j.MaxRetries, &timeout,
-			&j.OnLeaseExpiry, &j.cancelled}, func() {
+			&j.OnLeaseExpiry, &j.cancelled, &j.Fingerprint, &j.onChangeKind, &j.onChangeSpec}, func() {
 			j.Every, j.Timeout = time.Duration(every)*time.Microsecond, time.Duration(timeout)*time.Microsecond
 			j.Continuous = continuous != 0
 		}
@@ -116,8 +118,9 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		now = fromUS(us(s.Opt.Now()))
 		var upd []completion
 		var ended []muster.Run
-		var output []int64 // runs whose chunks go
-		var settle []int64 // ended runs that others wait for
+		var output []int64   // runs whose chunks go
+		var settle []int64   // ended runs that others wait for
+		var prints []printed // fingerprints to compare
 		jobs := map[int64]*repeating{}
 		for i, p := range ps {
 			if !valid[i] {
@@ -154,6 +157,9 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 				ExitCode: int64(r.ExitCode), Error: r.Error, Result: string(r.Result), RunAt: us(r.RunAt)})
 			if r.output {
 				output = append(output, r.ID)
+			}
+			if r.State == muster.RunSucceeded && r.job.Fingerprint != "" && p.Fingerprint != "" && r.job.cancelled == 0 {
+				prints = append(prints, printed{i: i, run: r, value: p.Fingerprint})
 			}
 			if r.deps && r.State.Final() {
 				settle = append(settle, r.ID)
@@ -204,7 +210,14 @@ func (s *Store) CompleteRuns(ctx context.Context, ps []muster.CompleteParams) ([
 		if wake, err = s.repeat(ctx, tx, ended, jobs, now); err != nil {
 			return err
 		}
-		if wake = wake || unblocked; !wake {
+		changed, err := s.fingerprint(ctx, tx, prints, now)
+		if err != nil {
+			return err
+		}
+		for _, c := range changed {
+			out[c.i].Change = c.change
+		}
+		if wake = wake || unblocked || len(changed) > 0; !wake {
 			return nil
 		}
 		return s.notify(ctx, tx)

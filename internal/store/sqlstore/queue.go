@@ -123,6 +123,35 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 	}
 	j.RunAt, j.CreatedAt = fromUS(us(j.RunAt)), fromUS(us(now))
 	j.CancelledAt, j.Counts = time.Time{}, nil
+	var res muster.SubmitResult
+	err := s.write(ctx, func(tx *Tx) error {
+		if err := s.D.LockQueue(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.insertJob(ctx, tx, &j, now)
+		if err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if err != nil {
+		return muster.SubmitResult{}, err
+	}
+	s.Signal()
+	s.noteInserted(len(res.Runs) - len(res.Coalesced))
+	s.maybeAnalyze()
+	res.Job = j
+	return res, nil
+}
+
+// insertJob writes a validated job (RunAt and CreatedAt set) and its runs
+// inside the caller's transaction, and sets its ID. SubmitJob holds the
+// queue lock around it; a completion's on-change job (fingerprint) does not,
+// so a concurrent submit may, rarely, leave a second waiting run where it
+// would have coalesced.
+func (s *Store) insertJob(ctx context.Context, tx *Tx, jp *muster.Job, now time.Time) (muster.SubmitResult, error) {
+	j := *jp
 	targets, _ := json.Marshal(j.Targets)
 	sum := sha256.Sum256(j.Spec)
 	hash := hex.EncodeToString(sum[:])
@@ -130,20 +159,32 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 	if j.RunAt.After(now) {
 		state = muster.RunScheduled
 	}
-	var res muster.SubmitResult
-	err := s.write(ctx, func(tx *Tx) error {
-		res = muster.SubmitResult{Runs: map[string]int64{}}
-		if err := s.D.LockQueue(ctx, tx); err != nil {
-			return err
+	var onChangeKind, onChangeSpec, factsUsed string
+	if j.OnChange != nil {
+		onChangeKind, onChangeSpec = string(j.OnChange.Kind), string(j.OnChange.Spec)
+	}
+	if len(j.FactsUsed) > 0 {
+		b, _ := json.Marshal(j.FactsUsed)
+		factsUsed = string(b)
+	}
+	res := muster.SubmitResult{Runs: map[string]int64{}}
+	if j.DependsOnResult > 0 {
+		if _, err := getJob(ctx, tx, j.DependsOnResult); err != nil {
+			return res, fmt.Errorf("%w: depends-on-result: job %d: %w", muster.ErrInvalid, j.DependsOnResult, err)
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, spec, spec_hash, targets, priority, run_at, every_us,
-			continuous, max_retries, timeout_us, on_lease_expiry, created_by, created_at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING id`,
-			j.Kind, string(j.Spec), hash, string(targets), j.Priority, us(j.RunAt), j.Every.Microseconds(),
-			b2i(j.Continuous), j.MaxRetries, j.Timeout.Microseconds(), j.OnLeaseExpiry, j.CreatedBy, us(now)).Scan(&j.ID)
-		if err != nil {
-			return err
-		}
+	}
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, spec, spec_hash, targets, priority, run_at, every_us,
+		continuous, max_retries, timeout_us, on_lease_expiry, created_by, created_at, fingerprint, on_change_kind,
+		on_change_spec, facts_used, depends_on_result)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) RETURNING id`,
+		j.Kind, string(j.Spec), hash, string(targets), j.Priority, us(j.RunAt), j.Every.Microseconds(),
+		b2i(j.Continuous), j.MaxRetries, j.Timeout.Microseconds(), j.OnLeaseExpiry, j.CreatedBy, us(now),
+		j.Fingerprint, onChangeKind, onChangeSpec, factsUsed, j.DependsOnResult).Scan(&j.ID)
+	if err != nil {
+		return res, err
+	}
+	jp.ID = j.ID
+	err = func() error {
 		merged := map[string]int64{}
 		if j.Every == 0 && !j.Continuous && len(j.After) == 0 {
 			if merged, err = s.coalesce(ctx, tx, j, hash, now); err != nil {
@@ -183,19 +224,10 @@ func (s *Store) SubmitJob(ctx context.Context, j muster.Job) (muster.SubmitResul
 				res.Runs[r.Node] = ids[runKey{j.ID, r.Node}]
 			}
 		}
-		if err := s.insertRequests(ctx, tx, reqs); err != nil {
-			return err
-		}
-		return s.notify(ctx, tx)
-	})
-	if err != nil {
-		return muster.SubmitResult{}, err
-	}
-	s.Signal()
-	s.noteInserted(len(res.Runs) - len(res.Coalesced))
-	s.maybeAnalyze()
+		return s.insertRequests(ctx, tx, reqs)
+	}()
 	res.Job = j
-	return res, nil
+	return res, err
 }
 
 // coalesce merges a one-shot request into the oldest waiting run of the
@@ -397,22 +429,23 @@ func (s *Store) fillSpecs(ctx context.Context, q querier, rs []muster.Run) error
 	}
 	var args []any
 	cond := s.ids("id", jobs, &args)
-	rows, err := q.QueryContext(ctx, `SELECT id, spec FROM jobs WHERE `+cond, args...)
+	rows, err := q.QueryContext(ctx, `SELECT id, spec, fingerprint FROM jobs WHERE `+cond, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	specs := make(map[int64]json.RawMessage, len(jobs))
+	prints := map[int64]string{}
 	for rows.Next() {
 		var id int64
-		var spec string
-		if err := rows.Scan(&id, &spec); err != nil {
+		var spec, print string
+		if err := rows.Scan(&id, &spec, &print); err != nil {
 			return err
 		}
-		specs[id] = json.RawMessage(spec)
+		specs[id], prints[id] = json.RawMessage(spec), print
 	}
 	for i := range rs {
-		rs[i].Spec = specs[rs[i].JobID]
+		rs[i].Spec, rs[i].Fingerprint = specs[rs[i].JobID], prints[rs[i].JobID]
 	}
 	return rows.Err()
 }

@@ -57,15 +57,18 @@ func getRun(ctx context.Context, q querier, id int64) (muster.Run, error) {
 }
 
 const jobCols = `id, kind, spec, targets, priority, run_at, every_us, continuous, max_retries, timeout_us,
-	on_lease_expiry, created_by, created_at, cancelled_at FROM jobs`
+	on_lease_expiry, created_by, created_at, cancelled_at, fingerprint, on_change_kind, on_change_spec, facts_used,
+	depends_on_result FROM jobs`
 
 func scanJob(sc scanner) (muster.Job, error) {
 	var j muster.Job
 	var spec, targets string
 	var runAt, every, timeout, created, cancelled int64
 	var continuous int
+	var onChangeKind, onChangeSpec, factsUsed string
 	err := sc.Scan(&j.ID, &j.Kind, &spec, &targets, &j.Priority, &runAt, &every, &continuous, &j.MaxRetries,
-		&timeout, &j.OnLeaseExpiry, &j.CreatedBy, &created, &cancelled)
+		&timeout, &j.OnLeaseExpiry, &j.CreatedBy, &created, &cancelled, &j.Fingerprint, &onChangeKind, &onChangeSpec,
+		&factsUsed, &j.DependsOnResult)
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, fmt.Errorf("job: %w", muster.ErrNotFound)
 	} else if err != nil {
@@ -79,6 +82,14 @@ func scanJob(sc scanner) (muster.Job, error) {
 	j.Every = time.Duration(every) * time.Microsecond
 	j.Timeout = time.Duration(timeout) * time.Microsecond
 	j.Continuous = continuous != 0
+	if onChangeKind != "" {
+		j.OnChange = &muster.OnChange{Kind: muster.JobKind(onChangeKind), Spec: json.RawMessage(onChangeSpec)}
+	}
+	if factsUsed != "" {
+		if err := json.Unmarshal([]byte(factsUsed), &j.FactsUsed); err != nil {
+			return j, fmt.Errorf("job %d: facts_used: %w", j.ID, err)
+		}
+	}
 	return j, nil
 }
 

@@ -114,6 +114,13 @@ var suite = []struct {
 		{"AfterCancelBlocks", testCancelBlocksDependents},
 		{"AfterConcurrent", testDepsConcurrent},
 	}},
+	{"Changes", []testCase{
+		{"FingerprintChange", testFingerprintChange},
+		{"FingerprintAgentRun", testFingerprintAgentRun},
+		{"FingerprintRefused", testFingerprintRefused},
+		{"FactsChangedBumpsNode", testFactsChangedBumpsNode},
+		{"DependsOnResult", testDependsOnResult},
+	}},
 	{"AuthStore", []testCase{
 		{"Tokens", testTokens},
 		{"TokenLastUsedThrottled", testTokenLastUsed},

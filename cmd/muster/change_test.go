@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/muster-run/muster"
+	"github.com/muster-run/muster/internal/api"
+)
+
+// succeededOn counts a job's succeeded runs on node.
+func succeededOn(t *testing.T, cl *api.Client, job int64, node string) int {
+	t.Helper()
+	n := 0
+	for _, r := range runsOf(t, cl, job) {
+		if r.Target == node && r.State == muster.RunSucceeded {
+			n++
+		}
+	}
+	return n
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestFingerprintOnChangeServer runs a change-driven continuous job on a
+// real server: its command prints a file's content per node; the first
+// results and then only the node whose file changed get the on-change
+// action, and an unchanged node never does.
+func TestFingerprintOnChangeServer(t *testing.T) {
+	dir := localProject(t, 2)
+	srv := startServer(t, dir, t.TempDir())
+	srv.env(t)
+	cl := srv.client()
+	state := t.TempDir()
+	for _, n := range []string{"n01", "n02"} {
+		replaceFile(t, filepath.Join(state, n), "v1 "+n+"\n")
+	}
+	j := submitJSON(t, "command", "sleep 0.05; cat "+state+"/$MUSTER_NODE", "-t", "n01,n02", "--continuous",
+		"--fingerprint", "stdout", "--on-change", "command:echo acted >> "+state+"/$MUSTER_NODE.acts")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(j.Job.ID)) })
+	if j.Job.Fingerprint != "stdout" || j.Job.OnChange != api.OnChangeCommand {
+		t.Fatalf("submitted job %+v", j.Job)
+	}
+	acts := func(n string) int { return countLines(t, filepath.Join(state, n+".acts")) }
+	eventually(t, "the first results acting on both nodes", func() bool { return acts("n01") == 1 && acts("n02") == 1 })
+	replaceFile(t, filepath.Join(state, "n01"), "v2 n01\n")
+	eventually(t, "n01 acting on its change", func() bool { return acts("n01") == 2 })
+	n := succeededOn(t, cl, j.Job.ID, "n02")
+	eventually(t, "n02 running on, unchanged", func() bool { return succeededOn(t, cl, j.Job.ID, "n02") >= n+3 })
+	m := succeededOn(t, cl, j.Job.ID, "n01")
+	eventually(t, "n01 running on, unchanged since", func() bool { return succeededOn(t, cl, j.Job.ID, "n01") >= m+3 })
+	if a1, a2 := acts("n01"), acts("n02"); a1 != 2 || a2 != 1 {
+		t.Fatalf("actions: n01 %d (want 2), n02 %d (want 1)", a1, a2)
+	}
+	// The on-change jobs are the server's, named for the job.
+	list, err := cl.ListJobs(t.Context(), api.ListJobsOptions{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := 0
+	for _, l := range list.Jobs {
+		if l.CreatedBy == muster.OnChangeCreator(j.Job.ID) {
+			actions++
+		}
+	}
+	if actions != 3 {
+		t.Fatalf("%d jobs created by %s, want 3", actions, muster.OnChangeCreator(j.Job.ID))
+	}
+}
+
+const factsInventory = `groups:
+  - name: nodes
+    config: {transport: local}
+    targets:
+      - name: n01
+        facts: {os: {release: "%s"}, uptime: %d}
+      - name: n02
+        facts: {os: {release: "12"}, uptime: 1}
+`
+
+// TestFactsUsedBumpsNode: an inventory edit that changes a fact in
+// --facts-used moves that node's waiting run ahead of a higher-priority
+// loop; a change to another fact does nothing.
+func TestFactsUsedBumpsNode(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory.yaml")
+	replaceFile(t, inv, fmt.Sprintf(factsInventory, "12", 1))
+	srv := startServer(t, dir, t.TempDir())
+	srv.env(t)
+	cl := srv.client()
+	// A higher-priority loop keeps both nodes busy: the facts job's runs
+	// wait behind it, unless bumped.
+	busy := submitJSON(t, "command", "sleep 0.05", "-t", "n01,n02", "--continuous", "--priority", "5")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(busy.Job.ID)) })
+	facts := submitJSON(t, "command", "echo facts", "-t", "n01,n02", "--continuous", "--facts-used", "os.release,networking.ip")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(facts.Job.ID)) })
+	if len(facts.Job.FactsUsed) != 2 {
+		t.Fatalf("submitted job %+v", facts.Job)
+	}
+	eventually(t, "the busy loop running", func() bool { return succeededOn(t, cl, busy.Job.ID, "n01") >= 2 })
+
+	// Another fact (uptime) changes: nothing moves.
+	replaceFile(t, inv, fmt.Sprintf(factsInventory, "12", 99))
+	eventually(t, "the server seeing uptime change", func() bool {
+		return strings.Contains(srv.Log(), "facts changed") && strings.Contains(srv.Log(), "uptime")
+	})
+	n := succeededOn(t, cl, busy.Job.ID, "n01")
+	eventually(t, "the busy loop running on", func() bool { return succeededOn(t, cl, busy.Job.ID, "n01") >= n+3 })
+	if got := succeededOn(t, cl, facts.Job.ID, "n01"); got != 0 {
+		t.Fatalf("the facts job ran %d times on n01 after an unused fact changed", got)
+	}
+
+	// os.release changes on n01: its run goes first, once; n02's waits.
+	replaceFile(t, inv, fmt.Sprintf(factsInventory, "13", 99))
+	eventually(t, "n01's facts run after os.release changed", func() bool {
+		return succeededOn(t, cl, facts.Job.ID, "n01") >= 1
+	})
+	n = succeededOn(t, cl, busy.Job.ID, "n02")
+	eventually(t, "n02's busy loop running on", func() bool { return succeededOn(t, cl, busy.Job.ID, "n02") >= n+3 })
+	if got := succeededOn(t, cl, facts.Job.ID, "n02"); got != 0 {
+		t.Fatalf("the facts job ran %d times on n02, whose facts did not change", got)
+	}
+	if got := succeededOn(t, cl, facts.Job.ID, "n01"); got != 1 {
+		t.Fatalf("the facts job ran %d times on n01, want once (bumped once)", got)
+	}
+}
