@@ -11,7 +11,9 @@
 // dependencies. Each is measured -rounds times, interleaved (deploy,
 // plain, deploy, plain, ...), each on a fresh server and store. The
 // overhead per node-role transition is the difference of the medians
-// divided by nodes x roles.
+// divided by nodes x roles. Then the change-driven loop (change.go): the
+// time from a fact change to the node's run, and the runs an on-change
+// action is spared by fingerprinting.
 //
 //	go run ./bench/converge -muster bin/muster -nodes 1000 -roles 5 -postgres postgres://... -out bench/results/converge.md
 package main
@@ -46,6 +48,12 @@ func main() {
 	roles := flag.Int("roles", 5, "roles, in a chain")
 	rounds := flag.Int("rounds", 3, "measurements of each kind, interleaved")
 	pgURL := flag.String("postgres", os.Getenv("MUSTER_BENCH_POSTGRES_URL"), "also measure on this PostgreSQL database (fresh schemas in it)")
+	factNodes := flag.Int("fact-nodes", 1000, "nodes of the facts-used loop")
+	edits := flag.Int("edits", 20, "inventory edits of each kind (a used fact, an unused one)")
+	loopSlots := flag.Int("slots", 20, "the facts-used loop's server slots")
+	runTime := flag.Duration("run-time", 100*time.Millisecond, "each node-run's time in the facts-used loop (no-op backend)")
+	fpNodes := flag.Int("fingerprint-nodes", 300, "nodes of the fingerprinted loop (run for real, locally)")
+	passes := flag.Int("passes", 5, "passes of the fingerprinted loop, 1% of nodes changing in each")
 	out := flag.String("out", "bench/results/converge.md", "report path")
 	flag.Parse()
 	ctx := context.Background()
@@ -67,6 +75,10 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
+	log.Printf("facts-used loop: %d nodes, %d slots, %s per run", *factNodes, *loopSlots, *runTime)
+	lat := factLatency(ctx, *bin, *factNodes, *edits, *loopSlots, *runTime)
+	log.Printf("fingerprinted loop: %d nodes, %d passes", *fpNodes, *passes)
+	av := avoided(ctx, *bin, *fpNodes, *passes)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Convergence: what it costs on the queue\n\n")
 	fmt.Fprintf(&b, "`go run ./bench/converge`, %s, muster %s. One `muster server --backend fake:0` per measurement (every\n"+
@@ -89,6 +101,34 @@ func main() {
 	}
 	fmt.Fprintf(&b, "\nThe deployment's runs wait for their dependencies (state waiting) and are released in the transaction\n"+
 		"that ends the run they wait for; a plain job's runs are all ready at once, so they pipeline freely.\n")
+	period := time.Duration(float64(*runTime) * float64(*factNodes) / float64(*loopSlots))
+	fmt.Fprintf(&b, "\n## From a fact change to the node's run\n\n")
+	fmt.Fprintf(&b, "A continuous job with `--facts-used os.release` on %d nodes (SQLite, a no-op backend taking %s per run, %d slots:\n"+
+		"a pass over the fleet takes about %s). An inventory edit changes one random node's `os.release.full` (the job uses it)\n"+
+		"or its `uptime` (it does not), %d times each, alternating; the time runs from the edit (the file's rename) to that\n"+
+		"node's next run start, through the server's reload, the fact-change event and the bump.\n\n",
+		*factNodes, *runTime, *loopSlots, period.Round(time.Millisecond), *edits)
+	fmt.Fprintf(&b, "| edit | p50 s | p95 s | p99 s | max s |\n|---|---:|---:|---:|---:|\n")
+	for _, k := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"a fact the job uses (os.release): moved to the front", lat.used}, {"a fact it does not use (uptime): its turn in the loop", lat.unused}} {
+		fmt.Fprintf(&b, "| %s | **%.3f** | %.3f | %.3f | %.3f |\n", k.name, pctl(k.ds, 50).Seconds(), pctl(k.ds, 95).Seconds(),
+			pctl(k.ds, 99).Seconds(), slices.Max(k.ds).Seconds())
+	}
+	fmt.Fprintf(&b, "\nRatio at p50, unused / used: **%.1fx**.\n", pctl(lat.unused, 50).Seconds()/pctl(lat.used, 50).Seconds())
+	fmt.Fprintf(&b, "\n## Runs avoided by fingerprinting\n\n")
+	fmt.Fprintf(&b, "A continuous job `cat STATE/$MUSTER_NODE` with `--fingerprint stdout` and an on-change command, run for real on\n"+
+		"this machine (local transport) on %d nodes; in each of %d passes 1%% of the nodes' files change (after every node's\n"+
+		"first result, which counts as a change and is left out). Acting on every result is the naive loop.\n\n", av.nodes, av.passes)
+	fmt.Fprintf(&b, "| node-runs | results changed | actions run | actions avoided | naive loop's actions | ratio |\n|---:|---:|---:|---:|---:|---:|\n")
+	ratio := 0.0
+	if av.actions > 0 {
+		ratio = float64(av.runs) / float64(av.actions)
+	}
+	fmt.Fprintf(&b, "| %d | %d | %d | **%d** | %d | **%.0fx** fewer |\n", av.runs, av.changes, av.actions, av.runs-av.actions, av.runs, ratio)
+	fmt.Fprintf(&b, "\nEvery change was acted on exactly once: **%s** (%d changes, %d actions).\n",
+		map[bool]string{true: "PASS", false: "FAIL"}[av.actions == av.changes], av.changes, av.actions)
 	fmt.Fprintf(&b, "\nMachine: %d cores, %s; the benchmark, the server and PostgreSQL share them.\n", runtime.NumCPU(), cpuModel())
 	check(os.WriteFile(*out, b.Bytes(), 0o644))
 	fmt.Print(b.String())
