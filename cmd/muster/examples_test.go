@@ -24,13 +24,17 @@ func documentedExamples(t *testing.T) map[string]string {
 	sc := bufio.NewScanner(f)
 	inCode := false
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		line, at := strings.TrimSpace(sc.Text()), n
+		for strings.HasSuffix(line, "\\") && sc.Scan() { // a continued line
+			n++
+			line = strings.TrimSuffix(line, "\\") + " " + strings.TrimSpace(sc.Text())
+		}
 		if strings.HasPrefix(line, "```") {
 			inCode = !inCode
 			continue
 		}
 		if inCode && strings.HasPrefix(line, "muster ") {
-			out[line] = "README.md:" + strconv.Itoa(n)
+			out[line] = "README.md:" + strconv.Itoa(at)
 		}
 	}
 	var walk func(c *cobra.Command)
