@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,7 +63,7 @@ func (a *app) deployCommand() *cobra.Command {
 			if err := a.checkFormat(); err != nil {
 				return err
 			}
-			p, err := a.deployPlan(c, args[0])
+			p, targets, err := a.deployPlanTargets(c, args[0])
 			if err != nil {
 				return err
 			}
@@ -72,7 +75,7 @@ func (a *app) deployCommand() *cobra.Command {
 			if err != nil {
 				return apiError(err)
 			}
-			alive, err := aliveFunc(c.Context(), cl, df.aliveWithin)
+			alive, err := aliveFunc(c.Context(), cl, df.aliveWithin, unreachableSSH(c.Context(), targets))
 			if err != nil {
 				return apiError(err)
 			}
@@ -123,8 +126,9 @@ each node-role only once what it requires is active, and a failure blocks
 only what depends on it. Each node-role's state (proposed, blocked, todo,
 transition, active, error, skipped) comes from its run. Applying an
 unchanged deployment again submits nothing; a changed role is queued again.
-A pull node whose agent is silent past --alive-within is skipped until it
-returns ('deploy retry').
+A pull node whose agent is silent past --alive-within, and an SSH target
+whose port does not answer (probed from where the command runs), are
+skipped until they return ('deploy retry').
 
 The jobs carry MUSTER_DEPLOYMENT, MUSTER_ROLE and MUSTER_ROLE_DIGEST in
 their environment. The server runs the hooks, with no command watching, for
@@ -164,22 +168,29 @@ func (a *app) deployFile(arg string) (string, error) {
 // deployPlan reads the deployment and resolves its nodes through the
 // project's inventory.
 func (a *app) deployPlan(c *cobra.Command, arg string) (*deploy.Plan, error) {
+	p, _, err := a.deployPlanTargets(c, arg)
+	return p, err
+}
+
+// deployPlanTargets is deployPlan with the resolved targets by name.
+func (a *app) deployPlanTargets(c *cobra.Command, arg string) (*deploy.Plan, map[string]*muster.Target, error) {
 	file, err := a.deployFile(arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, inputError{err}
+		return nil, nil, inputError{err}
 	}
 	d, err := deploy.Parse(file, data)
 	if err != nil {
-		return nil, inputError{err}
+		return nil, nil, inputError{err}
 	}
 	inv, err := a.loadInventory(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	targets := map[string]*muster.Target{}
 	p, err := deploy.NewPlan(d, func(specs []string) ([]string, error) {
 		ts, err := target.Resolve(inv, specs)
 		if err != nil {
@@ -188,13 +199,53 @@ func (a *app) deployPlan(c *cobra.Command, arg string) (*deploy.Plan, error) {
 		names := make([]string, len(ts))
 		for i, t := range ts {
 			names[i] = t.Name
+			targets[t.Name] = t
 		}
 		return names, nil
 	})
 	if err != nil {
-		return nil, inputError{err}
+		return nil, nil, inputError{err}
 	}
-	return p, nil
+	return p, targets, nil
+}
+
+// sshProbeTimeout bounds each SSH target's reachability probe.
+const sshProbeTimeout = 3 * time.Second
+
+// unreachableSSH probes the SSH port of every target that is reached over
+// SSH (TCP connect, from where the command runs, 64 at once) and returns
+// the names of those that did not answer: not alive, so their node-roles
+// are skipped until they are back ('deploy retry').
+func unreachableSSH(ctx context.Context, targets map[string]*muster.Target) map[string]bool {
+	var mu sync.Mutex
+	down := map[string]bool{}
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for name, t := range targets {
+		if t.Transport != "ssh" || t.Host == "" {
+			continue
+		}
+		port := t.Port
+		if port == 0 {
+			port = 22
+		}
+		addr := net.JoinHostPort(t.Host, strconv.Itoa(port))
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			d := net.Dialer{Timeout: sshProbeTimeout}
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+				return
+			}
+			mu.Lock()
+			down[name] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return down
 }
 
 func (a *app) printDeployPlan(p *deploy.Plan) error {
@@ -328,8 +379,9 @@ func currentDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan) (*de
 }
 
 // aliveFunc says which nodes are alive: every node is, but a pull node
-// (enrolled and signed) whose agent is silent past within.
-func aliveFunc(ctx context.Context, cl *api.Client, within time.Duration) (func(string) bool, error) {
+// (enrolled and signed) whose agent is silent past within, and an SSH
+// target in down (unreachableSSH).
+func aliveFunc(ctx context.Context, cl *api.Client, within time.Duration, down map[string]bool) (func(string) bool, error) {
 	last := map[string]time.Time{}
 	after := ""
 	for {
@@ -352,6 +404,6 @@ func aliveFunc(ctx context.Context, cl *api.Client, within time.Duration) (func(
 	now := time.Now()
 	return func(node string) bool {
 		t, pull := last[node]
-		return !pull || deploy.Alive(t, now, within)
+		return !down[node] && (!pull || deploy.Alive(t, now, within))
 	}, nil
 }

@@ -230,3 +230,42 @@ func TestDeployPlanRefusesBadFiles(t *testing.T) {
 		t.Errorf("status of a missing deployment: exit %d %s", code, errOut)
 	}
 }
+
+// An SSH target whose port does not answer is not alive: deploy apply
+// skips its node-roles (and what requires them) and says so; the others
+// run.
+func TestDeploySkipsUnreachableSSHTarget(t *testing.T) {
+	_, port, _ := strings.Cut(freePort(t), ":") // nothing listens there
+	_, inv := fleet(t, 1, fmt.Sprintf("      - {name: down.test, uri: 'ssh://127.0.0.1:%s'}\n", port))
+	dir := filepath.Dir(inv)
+	marks, err := os.MkdirTemp("", "muster-deploy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(marks) })
+	if err := os.Chmod(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "deploy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := fmt.Sprintf("name: ping\nroles:\n  ping:\n    nodes: fleet\n    run: {command: 'touch %s/$MUSTER_NODE'}\n", marks)
+	if err := os.WriteFile(filepath.Join(dir, "deploy", "ping.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MUSTER_PROJECT", dir)
+	srv := startServer(t, dir, t.TempDir())
+	srv.env(t)
+	code, out, errOut := cli(t, "deploy", "apply", "ping", "--watch", "--interval", "50ms")
+	if !strings.Contains(out+errOut, "Skipped (not alive): ping@down.test") {
+		t.Fatalf("deploy apply: exit %d\n%s\n%s", code, out, errOut)
+	}
+	eventually(t, "the live node's role runs", func() bool {
+		_, err := os.Stat(filepath.Join(marks, "127.0.0.1"))
+		return err == nil
+	})
+	st, _, _ := deployStatusArgs(t, "ping")
+	if got := states(st); got["ping@down.test"] != deploy.Skipped || got["ping@127.0.0.1"] != deploy.Active {
+		t.Errorf("states: %v", got)
+	}
+}

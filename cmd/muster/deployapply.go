@@ -23,7 +23,7 @@ func (a *app) deployApply(c *cobra.Command, cf *clientFlags, df *deployFlags, ar
 	if err := a.checkFormat(); err != nil {
 		return err
 	}
-	p, err := a.deployPlan(c, arg)
+	p, targets, err := a.deployPlanTargets(c, arg)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,8 @@ func (a *app) deployApply(c *cobra.Command, cf *clientFlags, df *deployFlags, ar
 	if err != nil {
 		return apiError(err)
 	}
-	alive, err := aliveFunc(ctx, cl, df.aliveWithin)
+	down := unreachableSSH(ctx, targets) // an SSH target that does not answer is not alive either
+	alive, err := aliveFunc(ctx, cl, df.aliveWithin, down)
 	if err != nil {
 		return apiError(err)
 	}
@@ -134,7 +135,7 @@ func (a *app) deployApply(c *cobra.Command, cf *clientFlags, df *deployFlags, ar
 		fmt.Fprintf(out, "Follow it with: muster deploy status %s\n", p.Deployment.Name)
 		return nil
 	}
-	return a.watchDeployment(ctx, cl, p, df)
+	return a.watchDeployment(ctx, cl, p, df, down)
 }
 
 func hasNode(nrs []deploy.NodeRole, node string) bool {
@@ -198,7 +199,7 @@ const hookWait = time.Minute
 // due have been queued by the server's annealer (deployserve.go) and have
 // run, reporting them as they appear. The exit code says how it went: 0
 // all active, 1 otherwise.
-func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan, df *deployFlags) error {
+func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Plan, df *deployFlags, down map[string]bool) error {
 	var seen map[string]bool
 	var waitingSince time.Time
 	for {
@@ -206,7 +207,7 @@ func (a *app) watchDeployment(ctx context.Context, cl *api.Client, p *deploy.Pla
 		if err != nil {
 			return apiError(err)
 		}
-		alive, err := aliveFunc(ctx, cl, df.aliveWithin)
+		alive, err := aliveFunc(ctx, cl, df.aliveWithin, down) // SSH targets probed once, at the start
 		if err != nil {
 			return apiError(err)
 		}
