@@ -133,17 +133,32 @@ func TestPullAgentsEndToEnd(t *testing.T) {
 		t.Errorf("node list: exit %d\n%s%s", code, out, errOut)
 	}
 
-	// Outside the autosign names: pending until signed.
-	other := startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "other.test", "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
+	// Outside the autosign names: pending until signed. The agent is
+	// stopped meanwhile, and started again without its token: its key's
+	// request is signed, and it fetches its certificate.
+	otherDir := t.TempDir()
+	other := startAgent(t, "--server", addr, "--data-dir", otherDir, "--certname", "other.test", "--enroll-token", tok.Secret, "--ca-fingerprint", fp)
 	eventually(t, "other.test's request waits", func() bool {
 		n, err := srv.client().Node(ctx, "other.test")
 		return err == nil && n.State == muster.NodePending
 	})
+	_ = other.cmd.Process.Kill()
+	<-other.done
 	if code, out, errOut := cli(t, "cert", "sign", "other.test"); code != 0 {
 		t.Fatalf("cert sign: exit %d\n%s%s", code, out, errOut)
 	}
+	startAgent(t, "--server", addr, "--data-dir", otherDir, "--certname", "other.test")
 	eventually(t, "other.test runs once signed", func() bool { return runsIn(t, logFile, "other.test") >= 1 })
-	_ = other
+	// An agent whose key the server never saw, without a token: told what to do.
+	stray := startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "stray.test", "--ca-fingerprint", fp)
+	select {
+	case <-stray.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("an agent without a token or a request did not give up")
+	}
+	if !strings.Contains(stray.Log(), "pass --enroll-token") {
+		t.Errorf("an agent without a token or a request:\n%s", stray.Log())
+	}
 
 	// A wrong CA fingerprint: the agent refuses the server.
 	bad := startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "agent9.test", "--enroll-token", tok.Secret,

@@ -136,10 +136,10 @@ func (a *Agent) firstContact(ctx context.Context) ([]byte, error) {
 
 // enroll asks for a certificate with the enrollment token, and waits for
 // it while the request is pending an operator's approval.
+//
+// Without a token, it asks for the certificate of a request its key made
+// earlier (an agent restarted while its request waited for approval).
 func (a *Agent) enroll(ctx context.Context) error {
-	if a.cfg.EnrollToken == "" {
-		return fmt.Errorf("this agent has no certificate yet (%s): pass --enroll-token (muster enroll-token create)", a.path(certFile))
-	}
 	csr, err := pki.NewCSR(a.key, a.cfg.Certname)
 	if err != nil {
 		return err
@@ -151,9 +151,19 @@ func (a *Agent) enroll(ctx context.Context) error {
 	c := newClient(a.cfg.Server, tlsCfg)
 	defer c.close()
 	var resp checkin.CertResponse
-	req := checkin.EnrollRequest{Version: checkin.Version, Token: a.cfg.EnrollToken, CSR: csr}
-	if err := c.post(ctx, checkin.PathEnroll, req, &resp); err != nil {
-		return fmt.Errorf("enrolling %s: %w", a.cfg.Certname, err)
+	if a.cfg.EnrollToken == "" {
+		if err := c.post(ctx, checkin.PathCert, checkin.CertRequest{Version: checkin.Version, CSR: csr}, &resp); err != nil {
+			if refused(err) {
+				return fmt.Errorf("this agent has no certificate yet (%s) and the server holds no request from its key (%v): "+
+					"pass --enroll-token (muster enroll-token create)", a.path(certFile), err)
+			}
+			return fmt.Errorf("asking for %s's certificate: %w", a.cfg.Certname, err)
+		}
+	} else {
+		req := checkin.EnrollRequest{Version: checkin.Version, Token: a.cfg.EnrollToken, CSR: csr}
+		if err := c.post(ctx, checkin.PathEnroll, req, &resp); err != nil {
+			return fmt.Errorf("enrolling %s: %w", a.cfg.Certname, err)
+		}
 	}
 	for resp.State == "pending" {
 		wait := max(resp.RetryAfter, 5*time.Second)
