@@ -136,3 +136,43 @@ func TestFactsUsedBumpsNode(t *testing.T) {
 		t.Fatalf("the facts job ran %d times on n01, want once (bumped once)", got)
 	}
 }
+
+// TestDependsOnResultBumpsDependents: a loop on n02 and n03 that depends
+// on another job's result runs next when that result changes on n01 (its
+// first result counts), and waits its turn behind a busier loop while the
+// result stays the same.
+func TestDependsOnResultBumpsDependents(t *testing.T) {
+	dir := localProject(t, 3)
+	srv := startServer(t, dir, t.TempDir())
+	srv.env(t)
+	cl := srv.client()
+	state := t.TempDir()
+	replaceFile(t, filepath.Join(state, "n01"), "v1\n")
+	busy := submitJSON(t, "command", "sleep 0.05", "-t", "n02,n03", "--continuous", "--priority", "5")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(busy.Job.ID)) })
+	eventually(t, "the busy loop running", func() bool { return succeededOn(t, cl, busy.Job.ID, "n02") >= 2 })
+	source := submitJSON(t, "command", "sleep 0.05; cat "+state+"/n01", "-t", "n01", "--continuous", "--fingerprint", "stdout")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(source.Job.ID)) })
+	dep := submitJSON(t, "command", "echo dependent", "-t", "n02,n03", "--continuous", "--depends-on-result", fmt.Sprint(source.Job.ID))
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(dep.Job.ID)) })
+	both := func() (int, int) { return succeededOn(t, cl, dep.Job.ID, "n02"), succeededOn(t, cl, dep.Job.ID, "n03") }
+	// n01's first result is a change: both dependents run, once.
+	eventually(t, "the dependents running after n01's first result", func() bool { a, b := both(); return a >= 1 && b >= 1 })
+	a0, b0 := both()
+	// Unchanged results: the dependents wait behind the busy loop.
+	s := succeededOn(t, cl, source.Job.ID, "n01")
+	eventually(t, "n01's loop running on, unchanged", func() bool { return succeededOn(t, cl, source.Job.ID, "n01") >= s+3 })
+	n := succeededOn(t, cl, busy.Job.ID, "n02")
+	eventually(t, "the busy loop running on", func() bool { return succeededOn(t, cl, busy.Job.ID, "n02") >= n+3 })
+	if a, b := both(); a != a0 || b != b0 {
+		t.Fatalf("the dependents ran again (%d, %d after %d, %d) while n01's result stayed the same", a, b, a0, b0)
+	}
+	// n01's result changes: both dependents run next, once more.
+	replaceFile(t, filepath.Join(state, "n01"), "v2\n")
+	eventually(t, "the dependents running after n01's result changed", func() bool { a, b := both(); return a > a0 && b > b0 })
+	n = succeededOn(t, cl, busy.Job.ID, "n03")
+	eventually(t, "the busy loop running on", func() bool { return succeededOn(t, cl, busy.Job.ID, "n03") >= n+3 })
+	if a, b := both(); a != a0+1 || b != b0+1 {
+		t.Fatalf("the dependents ran %d and %d times after one change, want once each", a-a0, b-b0)
+	}
+}
