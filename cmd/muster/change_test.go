@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/api"
@@ -174,5 +175,74 @@ func TestDependsOnResultBumpsDependents(t *testing.T) {
 	eventually(t, "the busy loop running on", func() bool { return succeededOn(t, cl, busy.Job.ID, "n03") >= n+3 })
 	if a, b := both(); a != a0+1 || b != b0+1 {
 		t.Fatalf("the dependents ran %d and %d times after one change, want once each", a-a0, b-b0)
+	}
+}
+
+// TestAgentFactsBumpFactsUsedJob: facts an agent uploads emit the same
+// fact-change event as an inventory edit. A loop with --facts-used role on
+// the agent's node runs next when the agent's facts command starts saying
+// another role, and not for the facts that change at every upload
+// (uptime).
+func TestAgentFactsBumpFactsUsedJob(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "inventory.yaml"),
+		[]byte("groups:\n  - name: nodes\n    config: {transport: local}\n    targets: [af1.test]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pull.yaml"), []byte(`interval: 1h
+max_checkin: 1s
+retry_after: {min: 1s, max: 1s}
+facts: {upload_every: 1s}
+backends:
+  - {name: local, max_running: 5}
+runs:
+  - match: {glob: "nothing-matches*"}
+    command: "true"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roleFile := filepath.Join(t.TempDir(), "role.json")
+	replaceFile(t, roleFile, `{"role": "web"}`)
+	srv, addr, fp := agentsOf(t, dir)
+	srv.env(t)
+	cl := srv.client()
+	tok, err := cl.CreateEnrollToken(t.Context(), api.EnrollTokenRequest{Name: "facts", Uses: 1, Certnames: "af*.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, "--server", addr, "--data-dir", t.TempDir(), "--certname", "af1.test", "--enroll-token", tok.Secret,
+		"--ca-fingerprint", fp, "--wait", "1s", "--facts-command", "cat "+roleFile)
+	eventually(t, "the agent's first facts", func() bool {
+		nf, err := cl.NodeFacts(t.Context(), "af1.test")
+		return err == nil && nf.Facts["role"] == "web"
+	})
+	busy := submitJSON(t, "command", "sleep 0.05", "-t", "af1.test", "--continuous", "--priority", "5")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(busy.Job.ID)) })
+	eventually(t, "the busy loop running", func() bool { return succeededOn(t, cl, busy.Job.ID, "af1.test") >= 2 })
+	facts := submitJSON(t, "command", "echo role", "-t", "af1.test", "--continuous", "--facts-used", "role")
+	t.Cleanup(func() { cli(t, "job", "cancel", fmt.Sprint(facts.Job.ID)) })
+	// Uploads go on (uptime changes each time): the facts job waits behind
+	// the busy loop.
+	uploads := func(k int) {
+		t.Helper()
+		seen := map[time.Time]bool{}
+		eventually(t, fmt.Sprintf("%d more facts uploads", k), func() bool {
+			n, err := cl.Node(t.Context(), "af1.test")
+			if err == nil {
+				seen[n.FactsAt] = true
+			}
+			return len(seen) > k
+		})
+	}
+	uploads(3)
+	if got := succeededOn(t, cl, facts.Job.ID, "af1.test"); got != 0 {
+		t.Fatalf("the facts job ran %d times while only uptime changed", got)
+	}
+	// The role changes in the agent's facts: the job runs next, once.
+	replaceFile(t, roleFile, `{"role": "db"}`)
+	eventually(t, "the facts job running after the role changed", func() bool { return succeededOn(t, cl, facts.Job.ID, "af1.test") >= 1 })
+	uploads(3)
+	if got := succeededOn(t, cl, facts.Job.ID, "af1.test"); got != 1 {
+		t.Fatalf("the facts job ran %d times after one role change, want once", got)
 	}
 }
