@@ -6,11 +6,8 @@ package muster
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"time"
 )
 
@@ -219,64 +216,4 @@ func (o StoreOptions) RetryDelay(attempt int) time.Duration {
 	}
 	d = min(d, o.RetryMax)
 	return d/2 + time.Duration(o.Rand()*float64(d/2))
-}
-
-// Validate checks a job before it is submitted and fills in defaults.
-func (j *Job) Validate() error {
-	switch {
-	case !j.Kind.Valid():
-		return errors.Join(ErrInvalid, errors.New("unknown job kind "+string(j.Kind)))
-	case len(j.Targets) == 0:
-		return errors.Join(ErrInvalid, errors.New("a job needs at least one target"))
-	case j.MaxRetries < 0 || j.Every < 0 || j.Timeout < 0:
-		return errors.Join(ErrInvalid, errors.New("negative retries, interval or timeout"))
-	case j.Every > 0 && j.Continuous:
-		return errors.Join(ErrInvalid, errors.New("a job is either recurring or continuous"))
-	case len(j.After) > MaxAfter:
-		return errors.Join(ErrInvalid, fmt.Errorf("after: %d jobs; a job may run after at most %d", len(j.After), MaxAfter))
-	}
-	after := map[int64]bool{}
-	for _, d := range j.After {
-		if d.JobID <= 0 || after[d.JobID] {
-			return errors.Join(ErrInvalid, fmt.Errorf("after: job id %d is not positive or is listed twice", d.JobID))
-		}
-		after[d.JobID] = true
-	}
-	if err := j.checkChange(); err != nil {
-		return errors.Join(ErrInvalid, err)
-	}
-	if len(j.Spec) == 0 {
-		j.Spec = json.RawMessage("{}")
-	}
-	if !json.Valid(j.Spec) {
-		return errors.Join(ErrInvalid, errors.New("spec is not valid JSON"))
-	}
-	switch j.OnLeaseExpiry {
-	case "":
-		j.OnLeaseExpiry = LeaseRetry
-	case LeaseRetry, LeaseFail:
-	default:
-		return errors.Join(ErrInvalid, errors.New("unknown lease policy "+string(j.OnLeaseExpiry)))
-	}
-	seen := map[string]bool{}
-	for _, t := range j.Targets {
-		if t == "" || seen[t] {
-			return errors.Join(ErrInvalid, errors.New("empty or duplicate target "+t))
-		}
-		seen[t] = true
-	}
-	return nil
-}
-
-// PercentilesOf computes nearest-rank percentiles of ds (which it sorts).
-func PercentilesOf(ds []time.Duration) Percentiles {
-	if len(ds) == 0 {
-		return Percentiles{}
-	}
-	slices.Sort(ds)
-	at := func(p int) time.Duration {
-		i := (p*len(ds) + 99) / 100 // ceil(p/100*n), 1-based
-		return ds[max(i, 1)-1]
-	}
-	return Percentiles{N: len(ds), P50: at(50), P95: at(95), P99: at(99)}
 }

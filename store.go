@@ -3,6 +3,8 @@ package muster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -151,6 +153,10 @@ type Job struct {
 	OnChange        *OnChange
 	FactsUsed       []string
 	DependsOnResult int64
+	// OnceKey, when set, makes the job unique: a submit whose key a job
+	// already holds (cancelled or not) stores nothing and returns that job
+	// (SubmitResult.Existing), across every server on the database.
+	OnceKey string
 
 	// Filled in by GetJob and ListJobs: runs serving this job, by state.
 	// A coalesced run is counted in every job it serves.
@@ -249,6 +255,9 @@ type SubmitResult struct {
 	Runs map[string]int64
 	// Coalesced lists the targets that merged into an existing run.
 	Coalesced []string
+	// Existing says nothing was stored: Job holds the submitted OnceKey
+	// already (Runs is then empty).
+	Existing bool
 }
 
 // ClaimParams asks for ready runs.
@@ -366,3 +375,68 @@ var (
 	ErrLeaseLost = errors.New("lease lost: the run is no longer held by this server and attempt")
 	ErrInvalid   = errors.New("invalid request")
 )
+
+// maxOnceKey bounds Job.OnceKey.
+const maxOnceKey = 512
+
+// Validate checks a job before it is submitted and fills in defaults.
+func (j *Job) Validate() error {
+	switch {
+	case !j.Kind.Valid():
+		return errors.Join(ErrInvalid, errors.New("unknown job kind "+string(j.Kind)))
+	case len(j.Targets) == 0:
+		return errors.Join(ErrInvalid, errors.New("a job needs at least one target"))
+	case j.MaxRetries < 0 || j.Every < 0 || j.Timeout < 0:
+		return errors.Join(ErrInvalid, errors.New("negative retries, interval or timeout"))
+	case j.Every > 0 && j.Continuous:
+		return errors.Join(ErrInvalid, errors.New("a job is either recurring or continuous"))
+	case len(j.After) > MaxAfter:
+		return errors.Join(ErrInvalid, fmt.Errorf("after: %d jobs; a job may run after at most %d", len(j.After), MaxAfter))
+	case len(j.OnceKey) > maxOnceKey:
+		return errors.Join(ErrInvalid, fmt.Errorf("once key: %d bytes; at most %d", len(j.OnceKey), maxOnceKey))
+	}
+	after := map[int64]bool{}
+	for _, d := range j.After {
+		if d.JobID <= 0 || after[d.JobID] {
+			return errors.Join(ErrInvalid, fmt.Errorf("after: job id %d is not positive or is listed twice", d.JobID))
+		}
+		after[d.JobID] = true
+	}
+	if err := j.checkChange(); err != nil {
+		return errors.Join(ErrInvalid, err)
+	}
+	if len(j.Spec) == 0 {
+		j.Spec = json.RawMessage("{}")
+	}
+	if !json.Valid(j.Spec) {
+		return errors.Join(ErrInvalid, errors.New("spec is not valid JSON"))
+	}
+	switch j.OnLeaseExpiry {
+	case "":
+		j.OnLeaseExpiry = LeaseRetry
+	case LeaseRetry, LeaseFail:
+	default:
+		return errors.Join(ErrInvalid, errors.New("unknown lease policy "+string(j.OnLeaseExpiry)))
+	}
+	seen := map[string]bool{}
+	for _, t := range j.Targets {
+		if t == "" || seen[t] {
+			return errors.Join(ErrInvalid, errors.New("empty or duplicate target "+t))
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+// PercentilesOf computes nearest-rank percentiles of ds (which it sorts).
+func PercentilesOf(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(ds)
+	at := func(p int) time.Duration {
+		i := (p*len(ds) + 99) / 100 // ceil(p/100*n), 1-based
+		return ds[max(i, 1)-1]
+	}
+	return Percentiles{N: len(ds), P50: at(50), P95: at(95), P99: at(99)}
+}

@@ -37,12 +37,11 @@ import (
 // the hooks due from those (deploy.Hooks), and submits the hooks that no
 // job tagged with the same hook key holds yet. So a hook is run once per
 // node-role and role definition (on_active) or per change (on_node_change)
-// across restarts and across several servers on one database: a hook job
-// is submitted scheduled hookHold ahead, so a twin submitted by another
-// server in the meantime coalesces into the same run (same kind, same
-// tagged spec), and should both have been stored as separate runs, every
-// annealer cancels the newer one's run while it has not started, keeping
-// the oldest.
+// across restarts and across several servers on one database: each hook
+// job carries a OnceKey (the deployment, the role's digest and the hook's
+// key), and the store keeps one job per key, whichever server submits it
+// first. (Jobs stored before the key existed are still settled by dedupe:
+// twins whose runs have not started are cancelled, the oldest kept.)
 //
 // The hooks run with the authority of the token that applied the role
 // (the role job's creator); a revoked token's deployments get no more
@@ -334,14 +333,19 @@ func (an *annealer) submitHook(ctx context.Context, p *deploy.Plan, h deploy.Hoo
 	if err != nil {
 		return err
 	}
+	// The store keeps one job per key, whichever server submits it first.
+	once := "deploy-hook:" + p.Deployment.Name + "|" + spec.Env[deploy.EnvDigest] + "|" + h.Key()
 	job := muster.Job{Kind: act.Kind, Spec: raw, Targets: []string{h.Node}, Priority: r.Priority,
-		RunAt: time.Now().Add(an.hold), OnLeaseExpiry: muster.LeaseRetry, CreatedBy: who.Name}
+		RunAt: time.Now().Add(an.hold), OnLeaseExpiry: muster.LeaseRetry, CreatedBy: who.Name, OnceKey: once}
 	if err := job.Validate(); err != nil {
 		return err
 	}
 	res, err := an.store.SubmitJob(ctx, job)
 	if err != nil {
 		return err
+	}
+	if res.Existing { // another server (or an earlier pass) queued it
+		return nil
 	}
 	detail, _ := json.Marshal(map[string]any{"deployment": p.Deployment.Name, "role": h.Role, "hook": h.Name, "node": h.Node,
 		"changed": h.Env, "coalesced": len(res.Coalesced) > 0})

@@ -14,8 +14,10 @@ package sqlstore
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -168,6 +170,22 @@ func (s *Store) insertJob(ctx context.Context, tx *Tx, jp *muster.Job, now time.
 		factsUsed = string(b)
 	}
 	res := muster.SubmitResult{Runs: map[string]int64{}}
+	if j.OnceKey != "" {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM jobs WHERE once_key=$1`, j.OnceKey).Scan(&id)
+		switch {
+		case err == nil:
+			existing, err := getJob(ctx, tx, id)
+			if err != nil {
+				return res, err
+			}
+			*jp = existing
+			res.Job, res.Existing = existing, true
+			return res, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return res, err
+		}
+	}
 	if j.DependsOnResult > 0 {
 		if _, err := getJob(ctx, tx, j.DependsOnResult); err != nil {
 			return res, fmt.Errorf("%w: depends-on-result: job %d: %w", muster.ErrInvalid, j.DependsOnResult, err)
@@ -175,11 +193,11 @@ func (s *Store) insertJob(ctx context.Context, tx *Tx, jp *muster.Job, now time.
 	}
 	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, spec, spec_hash, targets, priority, run_at, every_us,
 		continuous, max_retries, timeout_us, on_lease_expiry, created_by, created_at, fingerprint, on_change_kind,
-		on_change_spec, facts_used, depends_on_result)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) RETURNING id`,
+		on_change_spec, facts_used, depends_on_result, once_key)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING id`,
 		j.Kind, string(j.Spec), hash, string(targets), j.Priority, us(j.RunAt), j.Every.Microseconds(),
 		b2i(j.Continuous), j.MaxRetries, j.Timeout.Microseconds(), j.OnLeaseExpiry, j.CreatedBy, us(now),
-		j.Fingerprint, onChangeKind, onChangeSpec, factsUsed, j.DependsOnResult).Scan(&j.ID)
+		j.Fingerprint, onChangeKind, onChangeSpec, factsUsed, j.DependsOnResult, j.OnceKey).Scan(&j.ID)
 	if err != nil {
 		return res, err
 	}

@@ -58,7 +58,7 @@ func getRun(ctx context.Context, q querier, id int64) (muster.Run, error) {
 
 const jobCols = `id, kind, spec, targets, priority, run_at, every_us, continuous, max_retries, timeout_us,
 	on_lease_expiry, created_by, created_at, cancelled_at, fingerprint, on_change_kind, on_change_spec, facts_used,
-	depends_on_result FROM jobs`
+	depends_on_result, once_key FROM jobs`
 
 func scanJob(sc scanner) (muster.Job, error) {
 	var j muster.Job
@@ -68,7 +68,7 @@ func scanJob(sc scanner) (muster.Job, error) {
 	var onChangeKind, onChangeSpec, factsUsed string
 	err := sc.Scan(&j.ID, &j.Kind, &spec, &targets, &j.Priority, &runAt, &every, &continuous, &j.MaxRetries,
 		&timeout, &j.OnLeaseExpiry, &j.CreatedBy, &created, &cancelled, &j.Fingerprint, &onChangeKind, &onChangeSpec,
-		&factsUsed, &j.DependsOnResult)
+		&factsUsed, &j.DependsOnResult, &j.OnceKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, fmt.Errorf("job: %w", muster.ErrNotFound)
 	} else if err != nil {

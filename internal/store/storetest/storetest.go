@@ -96,6 +96,8 @@ var suite = []struct {
 	}},
 	{"Jobs", []testCase{
 		{"Invalid", testInvalid},
+		{"OnceKey", testOnceKey},
+		{"OnceKeyConcurrent", testOnceKeyConcurrent},
 		{"PriorityAgeAndBump", testPriorityAgeAndBump},
 		{"Scheduled", testScheduled},
 		{"Coalescing", testCoalescing},
