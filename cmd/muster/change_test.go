@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,20 @@ func TestFingerprintOnChangeServer(t *testing.T) {
 	eventually(t, "n01 running on, unchanged since", func() bool { return succeededOn(t, cl, j.Job.ID, "n01") >= m+3 })
 	if a1, a2 := acts("n01"), acts("n02"); a1 != 2 || a2 != 1 {
 		t.Fatalf("actions: n01 %d (want 2), n02 %d (want 1)", a1, a2)
+	}
+	// The stored fingerprints say the same.
+	code, out, errOut := cli(t, "job", "fingerprints", fmt.Sprint(j.Job.ID), "--format", "json")
+	var fps api.FingerprintList
+	if code != 0 || json.Unmarshal([]byte(out), &fps) != nil || len(fps.Fingerprints) != 2 {
+		t.Fatalf("job fingerprints: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, f := range fps.Fingerprints {
+		if want := map[string]int{"n01": 2, "n02": 1}[f.Node]; f.Changes != want || f.Value == "" || f.RunID == 0 {
+			t.Errorf("fingerprint of %s: %+v, want %d changes", f.Node, f, want)
+		}
+	}
+	if code, out, _ := cli(t, "job", "fingerprints", fmt.Sprint(j.Job.ID)); code != 0 || !strings.Contains(out, "NODE") || !strings.Contains(out, "n01") {
+		t.Errorf("job fingerprints (human): exit %d\n%s", code, out)
 	}
 	// The on-change jobs are the server's, named for the job.
 	list, err := cl.ListJobs(t.Context(), api.ListJobsOptions{Limit: 100})

@@ -19,7 +19,7 @@ func (a *app) jobCommand() *cobra.Command {
 	list, show, watch, cancel, bump, stats := a.jobListCommand(&cf), a.jobShowCommand(&cf), a.jobWatchCommand(&cf),
 		a.jobMutateCommand(&cf, "cancel"), a.jobMutateCommand(&cf, "bump"), a.jobStatsCommand(&cf)
 	g := group("job", "Queue work on a muster server, and follow it", submit, list, show, watch, cancel, bump,
-		a.jobRetryCommand(&cf), stats)
+		a.jobRetryCommand(&cf), a.jobFingerprintsCommand(&cf), stats)
 	g.Long = `Talk to a running 'muster server' through its HTTP API. A job is a command,
 script, task or plan against targets; the server resolves the targets with
 its inventory and queues one node-run per target.

@@ -33,6 +33,9 @@ var routeExamples = map[string]example{
 	"GET /api/v1/jobs/{id}/runs": func(e *env) (string, any) {
 		return fmt.Sprintf("/api/v1/jobs/%d/runs", e.newJob(false)), nil
 	},
+	"GET /api/v1/jobs/{id}/fingerprints": func(e *env) (string, any) {
+		return fmt.Sprintf("/api/v1/jobs/%d/fingerprints", e.newJob(false)), nil
+	},
 	"POST /api/v1/jobs/{id}/cancel": func(e *env) (string, any) {
 		return fmt.Sprintf("/api/v1/jobs/%d/cancel", e.newJob(false)), nil
 	},

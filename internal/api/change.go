@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/muster-run/muster"
 )
@@ -168,4 +169,49 @@ func (s *Server) onChange(ctx context.Context, who muster.Token, oc *OnChangeReq
 	}
 	raw, err := json.Marshal(spec)
 	return &muster.OnChange{Kind: kind, Spec: raw}, err
+}
+
+// FingerprintView is one node's stored fingerprint of a change-driven job:
+// its value, the run that produced it, when it last changed and how many
+// times it has (the first result counts).
+type FingerprintView struct {
+	Node      string    `json:"node"`
+	Value     string    `json:"value"`
+	RunID     int64     `json:"run_id"`
+	ChangedAt time.Time `json:"changed_at"`
+	Changes   int       `json:"changes"`
+}
+
+// FingerprintList is GET /api/v1/jobs/{id}/fingerprints, by node.
+type FingerprintList struct {
+	Fingerprints []FingerprintView `json:"fingerprints"`
+}
+
+// handleFingerprints lists a job's stored fingerprints.
+func (s *Server) handleFingerprints(w http.ResponseWriter, r *http.Request, _ muster.Token) error {
+	id, err := jobID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.getJob(r.Context(), id); err != nil {
+		return err
+	}
+	fps, err := s.store.ListFingerprints(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	out := FingerprintList{Fingerprints: []FingerprintView{}}
+	for _, f := range fps {
+		out.Fingerprints = append(out.Fingerprints, FingerprintView{Node: f.Node, Value: f.Value, RunID: f.RunID,
+			ChangedAt: f.ChangedAt, Changes: f.Changes})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Fingerprints lists a change-driven job's stored fingerprints.
+func (c *Client) Fingerprints(ctx context.Context, id int64) (FingerprintList, error) {
+	var out FingerprintList
+	err := c.call(ctx, fmt.Sprintf("get the fingerprints of job %d", id), "GET", fmt.Sprintf("/api/v1/jobs/%d/fingerprints", id), nil, nil, &out)
+	return out, err
 }

@@ -43,6 +43,7 @@ type Store interface {
 	muster.Jobs
 	muster.AuthStore
 	muster.Nodes
+	muster.Changes
 }
 
 // Config configures a Server. Store is required; everything else has a
@@ -177,6 +178,7 @@ func routeTable() []route {
 		{"GET", "/api/v1/jobs", muster.RoleViewer, false, (*Server).handleListJobs},
 		{"GET", "/api/v1/jobs/{id}", muster.RoleViewer, false, (*Server).handleGetJob},
 		{"GET", "/api/v1/jobs/{id}/runs", muster.RoleViewer, false, (*Server).handleRuns},
+		{"GET", "/api/v1/jobs/{id}/fingerprints", muster.RoleViewer, false, (*Server).handleFingerprints},
 		{"POST", "/api/v1/jobs/{id}/cancel", muster.RoleOperator, false, (*Server).handleCancel},
 		{"POST", "/api/v1/jobs/{id}/bump", muster.RoleOperator, false, (*Server).handleBump},
 		{"POST", "/api/v1/jobs/{id}/retry", muster.RoleOperator, false, (*Server).handleRetry},
