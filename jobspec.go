@@ -72,6 +72,26 @@ func DecodeJobSpec(data []byte) (JobSpec, error) {
 	if dec.More() {
 		return JobSpec{}, fmt.Errorf("job spec: trailing data after the JSON object")
 	}
+	// Empty lists and maps are absent ones: what encodes without them
+	// decodes to the same spec.
+	if len(s.ScriptBody) == 0 {
+		s.ScriptBody = nil
+	}
+	if len(s.Args) == 0 {
+		s.Args = nil
+	}
+	if len(s.Params) == 0 {
+		s.Params = nil
+	}
+	if len(s.Env) == 0 {
+		s.Env = nil
+	}
+	if len(s.Secrets) == 0 {
+		s.Secrets = nil
+	}
+	if len(s.SuccessCodes) == 0 {
+		s.SuccessCodes = nil
+	}
 	return s, nil
 }
 
