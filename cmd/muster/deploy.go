@@ -297,9 +297,6 @@ func (a *app) printDeployPlan(p *deploy.Plan) error {
 			}
 		}
 		fmt.Fprintln(a.stdout, line)
-		if g.Note != "" {
-			fmt.Fprintf(a.stdout, "    note: %s\n", g.Note)
-		}
 	}
 	return nil
 }

@@ -173,14 +173,18 @@ func tagged(act deploy.Action, p *deploy.Plan, r *deploy.Role, extra map[string]
 // roles it requires, and records it in cur.
 func submitGroup(ctx context.Context, cl *api.Client, p *deploy.Plan, cur *deployState, g deploy.Group) (int64, error) {
 	r := p.Deployment.Role(g.Role)
-	var after []int64
+	var after, afterNode []int64
 	for _, d := range g.Deps {
-		after = append(after, cur.jobs[d.Role]...)
+		if d.Each {
+			afterNode = append(afterNode, cur.jobs[d.Role]...)
+		} else {
+			after = append(after, cur.jobs[d.Role]...)
+		}
 	}
 	req := api.SubmitRequest{
 		Kind: r.Run.Kind, Targets: api.Targets{Nodes: g.Nodes}, Spec: tagged(r.Run, p, r, nil),
 		Priority: r.Priority, Retries: r.Retries, OnLeaseExpiry: muster.LeaseRetry,
-		After: after, AfterEach: g.AfterEach && len(after) > 0,
+		After: after, AfterNode: afterNode,
 	}
 	res, err := cl.Submit(ctx, req)
 	if err != nil {

@@ -103,6 +103,14 @@ func TestJobAfter(t *testing.T) {
 	}
 	waitJob(t, cl, d.Job.ID, "D succeeds after C's retry", func(j api.JobView) bool { return j.State == muster.JobSucceeded })
 
+	// After one job whole and another per node: job show says which.
+	mixed := submitJSON(t, "command", "true", "-t", "n01", "--after", fmt.Sprint(c.Job.ID), "--after-node", fmt.Sprint(d.Job.ID))
+	if code, out, _ := cli(t, "job", "show", fmt.Sprint(mixed.Job.ID)); code != 0 ||
+		!strings.Contains(out, fmt.Sprintf("after job %d, and per node after job %d", c.Job.ID, d.Job.ID)) {
+		t.Errorf("job show of a job after one whole and one per node: exit %d\n%s", code, out)
+	}
+	cli(t, "job", "cancel", fmt.Sprint(mixed.Job.ID))
+
 	// Refusals name the problem, with exit 2.
 	for _, tc := range []struct {
 		args []string
@@ -111,6 +119,8 @@ func TestJobAfter(t *testing.T) {
 		{[]string{"--after", "999"}, "no job 999"},
 		{[]string{"--after", "x"}, "--after"},
 		{[]string{"--after-each"}, "--after-each"},
+		{[]string{"--after", "1", "--after-node", "1"}, "job 1 is listed twice"},
+		{[]string{"--after-node", "998"}, "no job 998"},
 	} {
 		args := append([]string{"job", "submit", "command", "true", "-t", "n03"}, tc.args...)
 		code, out, errOut := cli(t, args...)

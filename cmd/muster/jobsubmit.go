@@ -29,6 +29,7 @@ type submitFlags struct {
 	pull          bool
 	after         []string
 	afterEach     bool
+	afterNode     []string
 	change        changeFlags // jobsubmit_change.go
 }
 
@@ -106,6 +107,7 @@ func (a *app) jobSubmitCommand(cf *clientFlags) *cobra.Command {
 		fl.StringSliceVar(&sf.after, "after", nil, "start only once these jobs succeeded (job ids, comma-separated or repeated); "+
 			"if one fails, this job's runs are blocked until it is retried (muster job retry)")
 		fl.BoolVar(&sf.afterEach, "after-each", false, "with --after: per node, each target's run waits only for those jobs' runs on the same node")
+		fl.StringSliceVar(&sf.afterNode, "after-node", nil, "start each target's run only once its own node's runs of these jobs succeeded (per node, beside --after's whole jobs)")
 		sf.change.add(fl)
 		fl.BoolVar(&sf.watch, "watch", false, "follow the job until it finishes, printing each target's output and result")
 		fl.BoolVar(&sf.stream, "stream", true, "with --watch, print output live, each line prefixed with its target (--stream=false: each target's output under its result)")
@@ -133,7 +135,8 @@ parameters) are sealed by the server before they are stored.
 
 --after ID[,ID] starts the job only once those jobs succeeded (every run of
 them, after their retries); with --after-each the dependency is per node:
-each target's run waits for those jobs' runs on the same node. If one of
+each target's run waits for those jobs' runs on the same node, and
+--after-node ID[,ID] adds jobs waited for that way beside --after's. If one of
 them fails or is cancelled, the runs waiting for it are blocked, with the
 reason ('muster job show'); 'muster job retry ID' requeues the failed runs
 and the blocked ones go back to waiting.
@@ -193,7 +196,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 	if err := checkSubmitDurations(c, sf); err != nil {
 		return err
 	}
-	after, err := parseAfter(sf)
+	after, afterNode, err := parseAfter(sf)
 	if err != nil {
 		return err
 	}
@@ -227,7 +230,7 @@ func (a *app) submitJob(c *cobra.Command, cf *clientFlags, sf *submitFlags, kind
 		Kind: kind, Targets: api.Targets{Spec: strings.Join(specs, ",")}, Spec: spec,
 		Priority: sf.priority, RunAt: runAt, Every: api.Duration(sf.every), Continuous: sf.continuous,
 		Retries: sf.retries, Timeout: api.Duration(sf.timeout), OnLeaseExpiry: policy, Pull: sf.pull,
-		After: after, AfterEach: sf.afterEach,
+		After: after, AfterEach: sf.afterEach, AfterNode: afterNode,
 	}
 	if err := sf.change.apply(&req); err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,44 +42,68 @@ func checkSubmitDurations(c *cobra.Command, sf *submitFlags) error {
 	return nil
 }
 
-// parseAfter reads --after (job ids, comma-separated or repeated) and
-// checks --after-each.
-func parseAfter(sf *submitFlags) ([]int64, error) {
-	var ids []int64
-	for _, v := range sf.after {
-		id, err := jobID(strings.TrimSpace(v))
-		if err != nil {
-			return nil, usagef("--after %q: want job ids such as 12 or 12,13", v)
+// parseAfter reads --after and --after-node (job ids, comma-separated or
+// repeated) and checks --after-each.
+func parseAfter(sf *submitFlags) (after, afterNode []int64, err error) {
+	seen := map[int64]bool{}
+	read := func(flag string, vals []string) ([]int64, error) {
+		var ids []int64
+		for _, v := range vals {
+			id, err := jobID(strings.TrimSpace(v))
+			if err != nil {
+				return nil, usagef("--%s %q: want job ids such as 12 or 12,13", flag, v)
+			}
+			if seen[id] {
+				return nil, usagef("--%s: job %d is listed twice (in --after or --after-node)", flag, id)
+			}
+			seen[id] = true
+			ids = append(ids, id)
 		}
-		if slices.Contains(ids, id) {
-			return nil, usagef("--after: job %d is listed twice", id)
-		}
-		ids = append(ids, id)
+		return ids, nil
+	}
+	if after, err = read("after", sf.after); err != nil {
+		return nil, nil, err
+	}
+	if afterNode, err = read("after-node", sf.afterNode); err != nil {
+		return nil, nil, err
 	}
 	switch {
-	case sf.afterEach && len(ids) == 0:
-		return nil, usagef("--after-each makes --after per node: give the jobs with --after ID[,ID]")
-	case len(ids) > 0 && sf.pull:
-		return nil, usagef("--after does not go with --pull: a pulled command goes to the agents at once")
+	case sf.afterEach && len(after) == 0:
+		return nil, nil, usagef("--after-each makes --after per node: give the jobs with --after ID[,ID]")
+	case len(after)+len(afterNode) > 0 && sf.pull:
+		return nil, nil, usagef("--after and --after-node do not go with --pull: a pulled command goes to the agents at once")
 	}
-	return ids, nil
+	return after, afterNode, nil
 }
 
-// afterText says which jobs a job runs after: "after job 12" or "after
-// jobs 12, 13 (per node)".
+// afterText says which jobs a job runs after: "after job 12", "after
+// jobs 12, 13 (per node)" or "after job 12, and per node after job 13".
 func afterText(j api.JobView) string {
-	ids := make([]string, len(j.After))
-	for i, id := range j.After {
-		ids[i] = strconv.FormatInt(id, 10)
+	perNode := map[int64]bool{}
+	for _, id := range j.AfterNode {
+		perNode[id] = true
 	}
-	s := "after job " + strings.Join(ids, ", ")
-	if len(ids) > 1 {
-		s = "after jobs " + strings.Join(ids, ", ")
+	var whole, each []string
+	for _, id := range j.After {
+		if perNode[id] {
+			each = append(each, strconv.FormatInt(id, 10))
+		} else {
+			whole = append(whole, strconv.FormatInt(id, 10))
+		}
 	}
-	if j.AfterEach {
-		s += " (per node)"
+	jobs := func(ids []string) string {
+		if len(ids) > 1 {
+			return "jobs " + strings.Join(ids, ", ")
+		}
+		return "job " + strings.Join(ids, ", ")
 	}
-	return s
+	switch {
+	case len(whole) == 0:
+		return "after " + jobs(each) + " (per node)"
+	case len(each) == 0:
+		return "after " + jobs(whole)
+	}
+	return "after " + jobs(whole) + ", and per node after " + jobs(each)
 }
 
 // sayWhereResolved tells where the job's targets were resolved: by the

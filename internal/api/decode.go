@@ -37,7 +37,7 @@ func fieldErr(field, format string, args ...any) *FieldError {
 var submitFields = map[string]bool{
 	"kind": true, "targets": true, "spec": true, "priority": true, "run_at": true, "every": true,
 	"continuous": true, "retries": true, "timeout": true, "on_lease_expiry": true, "pull": true,
-	"after": true, "after_each": true, "fingerprint": true, "on_change": true, "facts_used": true,
+	"after": true, "after_each": true, "after_node": true, "fingerprint": true, "on_change": true, "facts_used": true,
 	"depends_on_result": true,
 }
 
@@ -59,7 +59,7 @@ func DecodeSubmit(r io.Reader) (SubmitRequest, error) {
 	for _, k := range names {
 		if !submitFields[k] {
 			return req, fieldErr(fieldName(k), "unknown field %q (want one of kind, targets, spec, priority, run_at, "+
-				"every, continuous, retries, timeout, on_lease_expiry, pull, after, after_each, fingerprint, on_change, "+
+				"every, continuous, retries, timeout, on_lease_expiry, pull, after, after_each, after_node, fingerprint, on_change, "+
 				"facts_used, depends_on_result)", k)
 		}
 	}
@@ -163,7 +163,7 @@ func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error 
 		return unmarshalField(k, raw, &req.Pull)
 	case "after_each":
 		return unmarshalField(k, raw, &req.AfterEach)
-	case "after":
+	case "after", "after_node":
 		if isNull {
 			return nil
 		}
@@ -175,11 +175,15 @@ func decodeSubmitField(req *SubmitRequest, k string, raw json.RawMessage) error 
 		for i, it := range items {
 			var id int64
 			if json.Unmarshal(it, &id) != nil {
-				return fieldErr(fmt.Sprintf("after[%d]", i), "want a job id (a positive integer), got %s", jsonKind(it))
+				return fieldErr(fmt.Sprintf("%s[%d]", k, i), "want a job id (a positive integer), got %s", jsonKind(it))
 			}
 			ids = append(ids, id)
 		}
-		req.After = ids
+		if k == "after" {
+			req.After = ids
+		} else {
+			req.AfterNode = ids
+		}
 	case "on_lease_expiry":
 		var s string
 		if err := unmarshalField(k, raw, &s); err != nil {
@@ -394,20 +398,25 @@ func (req *SubmitRequest) validateAfter() error {
 	switch {
 	case req.AfterEach && len(req.After) == 0:
 		return fieldErr("after_each", "makes the dependencies in \"after\" per node, but there are none")
-	case len(req.After) > muster.MaxAfter:
-		return fieldErr("after", "%d jobs; a job may run after at most %d", len(req.After), muster.MaxAfter)
-	case len(req.After) > 0 && req.Pull:
+	case len(req.After)+len(req.AfterNode) > muster.MaxAfter:
+		return fieldErr("after", "%d jobs; a job may run after at most %d", len(req.After)+len(req.AfterNode), muster.MaxAfter)
+	case len(req.After)+len(req.AfterNode) > 0 && req.Pull:
 		return fieldErr("after", "a pulled command goes to the agents at once: dependencies are for queued jobs")
 	}
 	seen := map[int64]bool{}
-	for i, id := range req.After {
-		switch {
-		case id <= 0:
-			return fieldErr(fmt.Sprintf("after[%d]", i), "%d is not a job id (a positive integer)", id)
-		case seen[id]:
-			return fieldErr(fmt.Sprintf("after[%d]", i), "job %d is listed twice", id)
+	for _, l := range []struct {
+		name string
+		ids  []int64
+	}{{"after", req.After}, {"after_node", req.AfterNode}} {
+		for i, id := range l.ids {
+			switch {
+			case id <= 0:
+				return fieldErr(fmt.Sprintf("%s[%d]", l.name, i), "%d is not a job id (a positive integer)", id)
+			case seen[id]:
+				return fieldErr(fmt.Sprintf("%s[%d]", l.name, i), "job %d is listed twice", id)
+			}
+			seen[id] = true
 		}
-		seen[id] = true
 	}
 	return nil
 }

@@ -29,6 +29,21 @@ func TestSubmitAfter(t *testing.T) {
 	if c.Job.State != muster.JobWaiting || c.Job.AfterEach {
 		t.Fatalf("job after a whole job: %+v", c.Job)
 	}
+	// A job after one whole and another per node (after_node).
+	d := e.submit(commandJob("db1", "backup"))
+	req = commandJob("web1,db1", "report")
+	req.After, req.AfterNode = []int64{d.Job.ID}, []int64{a.Job.ID}
+	mixed := e.submit(req)
+	if !slices.Equal(slices.Sorted(slices.Values(mixed.Job.After)), []int64{a.Job.ID, d.Job.ID}) || !slices.Equal(mixed.Job.AfterNode, []int64{a.Job.ID}) ||
+		mixed.Job.Counts[muster.RunWaiting] != 2 {
+		t.Fatalf("job after one whole and one per node: %+v", mixed.Job)
+	}
+	// (The store's conformance suite runs such mixed dependencies.)
+	for _, id := range []int64{mixed.Job.ID, d.Job.ID} {
+		if _, err := e.client(muster.RoleOperator).Cancel(e.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Filter by the new states.
 	list, err := e.client(muster.RoleViewer).ListJobs(e.ctx, ListJobsOptions{State: muster.JobWaiting})
 	if err != nil || len(list.Jobs) != 1 || list.Jobs[0].ID != c.Job.ID {
@@ -105,6 +120,9 @@ func TestSubmitAfterRefused(t *testing.T) {
 		{"each alone", `"after_each":true`, "after_each: makes the dependencies"},
 		{"each not a bool", `"after_each":"yes","after":[1]`, "after_each: want true or false"},
 		{"pull", fmt.Sprintf(`"after":[%d],"pull":true`, a.Job.ID), "after: a pulled command"},
+		{"in both lists", fmt.Sprintf(`"after":[%d],"after_node":[%d]`, a.Job.ID, a.Job.ID), fmt.Sprintf("after_node[0]: job %d is listed twice", a.Job.ID)},
+		{"after_node not an id", `"after_node":[true]`, "after_node[0]: want a job id"},
+		{"after_node unknown", `"after_node":[9999]`, "there is no job 9999"},
 	}
 	for _, tc := range tests {
 		body := `{"kind":"command","targets":"web1","spec":{"command":"x"},` + tc.body + `}`

@@ -236,6 +236,9 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, who muster
 	for _, id := range req.After {
 		job.After = append(job.After, muster.Dependency{JobID: id, Each: req.AfterEach})
 	}
+	for _, id := range req.AfterNode {
+		job.After = append(job.After, muster.Dependency{JobID: id, Each: true})
+	}
 	job.Fingerprint, job.FactsUsed, job.DependsOnResult = req.Fingerprint, req.FactsUsed, req.DependsOnResult
 	if job.OnChange, err = s.onChange(r.Context(), who, req.OnChange); err != nil {
 		return err

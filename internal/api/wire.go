@@ -113,6 +113,9 @@ type SubmitRequest struct {
 	// AfterEach makes After per node: a run waits only for those jobs'
 	// runs on its own node (and not at all where they have none).
 	AfterEach bool `json:"after_each,omitzero"`
+	// AfterNode lists more jobs to run after, per node whatever AfterEach
+	// says: a job may wait for some jobs whole and for others node by node.
+	AfterNode []int64 `json:"after_node,omitempty"`
 	// Fingerprint ("stdout", "json:FIELD", "file:PATH") says how a
 	// continuous job's result on a node is fingerprinted; OnChange is
 	// enqueued for a node whose fingerprint changed (the first one counts).
@@ -165,8 +168,10 @@ type JobView struct {
 	// After lists the jobs this one runs after; AfterEach says the
 	// dependencies are per node. A waiting run waits for them; a blocked
 	// run's error says which of their runs failed.
-	After     []int64                 `json:"after,omitempty"`
-	AfterEach bool                    `json:"after_each,omitzero"`
+	After     []int64 `json:"after,omitempty"`
+	AfterEach bool    `json:"after_each,omitzero"`
+	// AfterNode lists the jobs of After that are per node.
+	AfterNode []int64                 `json:"after_node,omitempty"`
 	Counts    map[muster.RunState]int `json:"counts"`
 	// The change-driven fields (see SubmitRequest); OnChange is the kind
 	// of the on-change action ("command", "task" or "agent-run").
@@ -415,6 +420,9 @@ func jobView(j muster.Job, withTargets bool) JobView {
 	for _, d := range j.After {
 		v.After = append(v.After, d.JobID)
 		v.AfterEach = v.AfterEach || d.Each
+		if d.Each {
+			v.AfterNode = append(v.AfterNode, d.JobID)
+		}
 	}
 	for st, n := range j.Counts {
 		if n != 0 {

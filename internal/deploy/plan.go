@@ -104,20 +104,17 @@ type Dep struct {
 }
 
 // Group is one job to submit: a role on some of its nodes, after the
-// jobs of the roles it requires. The queue's dependencies are per job
-// (after_each applies to all of them), so a role's nodes are grouped by
-// how they depend: a node that has a role it requires at node scope
-// waits for its own node's run (each); a node without it, or a
-// requirement of scope any, waits for the role everywhere.
+// jobs of the roles it requires, each dependency per node (Each: the
+// queue's after_node) or on the whole role (after). A role's nodes are
+// grouped by how they depend: a node that has a role it requires at node
+// scope waits for its own node's run; a node without it, or a requirement
+// of scope any, waits for the role everywhere.
 type Group struct {
-	Role      string   `json:"role"`
-	Nodes     []string `json:"nodes"`
-	Deps      []Dep    `json:"deps,omitempty"`
-	AfterEach bool     `json:"after_each,omitempty"`
-	// Note says when the group's dependencies were widened: per-node and
-	// whole-role dependencies in one job cannot both be expressed, so
-	// all of them wait for the whole role.
-	Note string `json:"note,omitempty"`
+	Role  string   `json:"role"`
+	Nodes []string `json:"nodes"`
+	Deps  []Dep    `json:"deps,omitempty"`
+	// AfterEach says every dependency is per node.
+	AfterEach bool `json:"after_each,omitempty"`
 }
 
 // Groups splits the node-roles to submit (want, by role) into jobs, in
@@ -152,22 +149,9 @@ func (p *Plan) Groups(want map[string][]string) []Group {
 			}
 			for _, key := range order {
 				g := bySig[key]
-				each, whole := 0, 0
+				g.AfterEach = len(g.Deps) > 0
 				for _, d := range g.Deps {
-					if d.Each {
-						each++
-					} else {
-						whole++
-					}
-				}
-				switch {
-				case each > 0 && whole > 0:
-					for i := range g.Deps {
-						g.Deps[i].Each = false
-					}
-					g.Note = "per-node and whole-role requirements in one job: waits for the whole of every role it requires"
-				case each > 0:
-					g.AfterEach = true
+					g.AfterEach = g.AfterEach && d.Each
 				}
 				out = append(out, *g)
 			}
