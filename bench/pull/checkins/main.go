@@ -54,21 +54,16 @@ type agent struct {
 	hc   *http.Client
 }
 
-// result is one backend's measurement.
+// result is one backend's measurement: the idle window, then the loaded
+// one (every node due, runs admitted at the backend's rate, each reported
+// at once by its simulated agent).
 type result struct {
-	backend        string
-	checkIns, errs int
-	p50, p95, p99  time.Duration
-	cpuPerCheckIn  float64 // ms
-	rss            int64
-	growth         string // what the database wrote during the idle window
-	wrote          bool
-	enrollTook     time.Duration
-	agents         int
-	// The second window: every node due, runs admitted at the backend's
-	// rate, each reported at once by its simulated agent.
-	loaded  phase
-	runRate float64
+	backend      string
+	agents       int
+	enrollTook   time.Duration
+	rss          int64 // the server's, after the idle window
+	idle, loaded phase
+	runRate      float64
 }
 
 // phase is one measured window's check-ins.
@@ -76,7 +71,8 @@ type phase struct {
 	checkIns, errs, runs int
 	p50, p95, p99        time.Duration
 	cpuPerCheckIn        float64 // ms
-	writes               string  // what the database wrote per run
+	written              int64   // what the database wrote during the window, in unit
+	unit                 string
 }
 
 func main() {
@@ -107,13 +103,14 @@ func main() {
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	verdict, writes := "PASS", "PASS"
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %.0f | %s | %d in %.1f s |\n",
-			r.backend, r.agents, r.checkIns, r.errs, ms(r.p50), ms(r.p95), ms(r.p99), r.cpuPerCheckIn, float64(r.rss)/(1<<20),
-			r.growth, r.agents, r.enrollTook.Seconds())
-		if r.p99 >= 100*time.Millisecond || r.errs > 0 {
+		i := r.idle
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %.0f | %+d %s | %d in %.1f s |\n",
+			r.backend, r.agents, i.checkIns, i.errs, ms(i.p50), ms(i.p95), ms(i.p99), i.cpuPerCheckIn, float64(r.rss)/(1<<20),
+			i.written, i.unit, r.agents, r.enrollTook.Seconds())
+		if i.p99 >= 100*time.Millisecond || i.errs > 0 {
 			verdict = "FAIL"
 		}
-		if r.wrote {
+		if i.written != 0 {
 			writes = "FAIL"
 		}
 	}
@@ -126,8 +123,12 @@ func main() {
 	for _, r := range results {
 		l := r.loaded
 		got := float64(l.runs) / window.Seconds()
+		perRun := "-"
+		if l.runs > 0 {
+			perRun = fmt.Sprintf("%.1f %s", float64(l.written)/float64(l.runs), l.unit)
+		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %.2f | %.2f | **%.2f** | %.3f | %d | **%.1f** | %s |\n", r.backend, l.checkIns, l.errs,
-			ms(l.p50), ms(l.p95), ms(l.p99), l.cpuPerCheckIn, l.runs, got, l.writes)
+			ms(l.p50), ms(l.p95), ms(l.p99), l.cpuPerCheckIn, l.runs, got, perRun)
 		if l.p99 >= 100*time.Millisecond || l.errs > 0 {
 			verdict = "FAIL"
 		}
@@ -226,56 +227,16 @@ runs:
 	runAll(ctx, agents, 64, func(a *agent) { _, _ = checkIn(ctx, a) })
 
 	wal := filepath.Join(data, "muster.db-wal")
-	walBefore, dbBefore := size(wal), size(filepath.Join(data, "muster.db"))
-	rowsBefore := rowWrites(ctx, pg, schema)
-	cpuBefore := cpuOf(srv.Process.Pid)
-	log.Printf("measuring %s at %.0f check-ins/s", window, rate)
-	var mu sync.Mutex
-	var lat []time.Duration
-	interval := time.Duration(float64(time.Second) / rate)
-	deadline := time.Now().Add(window)
-	sem := make(chan struct{}, 512)
-	next := time.Now()
-	for i := 0; time.Now().Before(deadline); i++ {
-		next = next.Add(interval)
-		time.Sleep(time.Until(next))
-		a := agents[i%len(agents)]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			d, err := checkIn(ctx, a)
-			mu.Lock()
-			if err != nil {
-				res.errs++
-			} else {
-				lat = append(lat, d)
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	cpuAfter := cpuOf(srv.Process.Pid)
-	res.rss = rssOf(srv.Process.Pid)
-	if pg != nil {
-		time.Sleep(time.Second) // backends report their statistics at transaction end, at most once a second
-		rows := rowWrites(ctx, pg, schema) - rowsBefore
-		res.growth, res.wrote = fmt.Sprintf("%d rows", rows), rows != 0
-	} else {
-		walAfter, dbAfter := size(wal), size(filepath.Join(data, "muster.db"))
-		res.growth = fmt.Sprintf("WAL %+d B, db %+d B", walAfter-walBefore, dbAfter-dbBefore)
-		res.wrote = walAfter != walBefore || dbAfter != dbBefore
-	}
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+	footprint := func() (int64, string) {
+		if pg != nil {
+			time.Sleep(time.Second) // backends report their statistics at transaction end, at most once a second
+			return rowWrites(ctx, pg, schema), "rows"
 		}
-		return lat[min(len(lat)-1, max(0, int(float64(len(lat))*p/100+0.5)-1))]
+		return size(wal) + size(filepath.Join(data, "muster.db")), "B of SQLite files"
 	}
-	res.checkIns, res.p50, res.p95, res.p99 = len(lat), pct(50), pct(95), pct(99)
-	if len(lat) > 0 {
-		res.cpuPerCheckIn = (cpuAfter - cpuBefore) / float64(len(lat)) * 1000
-	}
+	log.Printf("measuring %s at %.0f check-ins/s", window, rate)
+	res.idle = runWindow(ctx, srv.Process.Pid, agents, rate, window, footprint)
+	res.rss = rssOf(srv.Process.Pid)
 
 	// Every node due: the runs entry matches them all, at the backend's rate.
 	check(os.WriteFile(filepath.Join(proj, "pull.yaml"), []byte(fmt.Sprintf(`interval: 30m
@@ -286,19 +247,14 @@ runs:
     command: "true"
 `, runRate)), 0o644))
 	time.Sleep(3 * time.Second) // the server's project watch reloads it
-	res.loaded = runWindow(ctx, srv.Process.Pid, agents, rate, window, func() (int64, string) {
-		if pg != nil {
-			time.Sleep(time.Second)
-			return rowWrites(ctx, pg, schema), "rows"
-		}
-		return size(wal) + size(filepath.Join(data, "muster.db")), "B of SQLite files"
-	})
+	res.loaded = runWindow(ctx, srv.Process.Pid, agents, rate, window, footprint)
 	return res
 }
 
 // runWindow drives check-ins at rate for window, reporting every run an
-// agent is handed at once, and measures them; footprint returns the
-// database's size (or rows written) so far, and its unit.
+// agent is handed at once (an idle window hands out none), and measures
+// them; footprint returns the database's size (or rows written) so far,
+// and its unit.
 func runWindow(ctx context.Context, pid int, agents []*agent, rate float64, window time.Duration, footprint func() (int64, string)) phase {
 	var ph phase
 	var mu sync.Mutex
@@ -354,9 +310,7 @@ func runWindow(ctx context.Context, pid int, agents []*agent, rate float64, wind
 	if len(lat) > 0 {
 		ph.cpuPerCheckIn = cpu / float64(len(lat)) * 1000
 	}
-	if ph.runs > 0 {
-		ph.writes = fmt.Sprintf("%.1f %s", float64(after-before)/float64(ph.runs), unit)
-	}
+	ph.written, ph.unit = after-before, unit
 	return ph
 }
 
