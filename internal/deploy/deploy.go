@@ -299,14 +299,9 @@ func (p parser) role(name string, n *yaml.Node) (*Role, error) {
 // strings reads a string or a list of strings; a string may hold several
 // comma-separated specs.
 func (p parser) strings(v *yaml.Node, field string) ([]string, error) {
-	var items []*yaml.Node
-	switch v.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{v}
-	case yaml.SequenceNode:
-		items = v.Content
-	default:
-		return nil, p.errf(v, "%s: want a target spec or a list of them, got %s", field, yamlnode.KindName(v))
+	items, err := p.oneOrList(v, field, "a target spec or a list of them")
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for i, it := range items {
@@ -324,15 +319,22 @@ func (p parser) strings(v *yaml.Node, field string) ([]string, error) {
 	return out, nil
 }
 
-func (p parser) requires(v *yaml.Node, field string) ([]Requirement, error) {
-	var items []*yaml.Node
+// oneOrList returns a scalar as a list of one, or a sequence's items;
+// want says what either may be, for the error.
+func (p parser) oneOrList(v *yaml.Node, field, want string) ([]*yaml.Node, error) {
 	switch v.Kind {
 	case yaml.ScalarNode:
-		items = []*yaml.Node{v}
+		return []*yaml.Node{v}, nil
 	case yaml.SequenceNode:
-		items = v.Content
-	default:
-		return nil, p.errf(v, "%s: want a role name or a list of roles, got %s", field, yamlnode.KindName(v))
+		return v.Content, nil
+	}
+	return nil, p.errf(v, "%s: want %s, got %s", field, want, yamlnode.KindName(v))
+}
+
+func (p parser) requires(v *yaml.Node, field string) ([]Requirement, error) {
+	items, err := p.oneOrList(v, field, "a role name or a list of roles")
+	if err != nil {
+		return nil, err
 	}
 	var out []Requirement
 	seen := map[string]bool{}

@@ -27,14 +27,21 @@ const maxTokenName = 64
 // starting with a letter or digit. ':' is left out so that no token can
 // pass for a "local:<user>" audit actor.
 func checkTokenName(name string) error {
-	if name == "" || len(name) > maxTokenName {
-		return fmt.Errorf("%w: a token name needs 1 to %d characters, got %d", muster.ErrInvalid, maxTokenName, len(name))
+	return checkName("token name", name, maxTokenName, "._-@", "'.', '_', '-' and '@'")
+}
+
+// checkName accepts 1 to max letters, digits and the runes of punct
+// (described for the error as punctText), starting with a letter or
+// digit; what names the thing checked in the error.
+func checkName(what, name string, max int, punct, punctText string) error {
+	if name == "" || len(name) > max {
+		return fmt.Errorf("%w: a %s needs 1 to %d characters, got %d", muster.ErrInvalid, what, max, len(name))
 	}
 	for i, c := range name {
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._-@", c)) {
-			return fmt.Errorf("%w: token name %q: use letters, digits, '.', '_', '-' and '@', starting with a letter or digit",
-				muster.ErrInvalid, name)
+		if !alnum && (i == 0 || !strings.ContainsRune(punct, c)) {
+			return fmt.Errorf("%w: %s %q: use letters, digits, %s, starting with a letter or digit",
+				muster.ErrInvalid, what, name, punctText)
 		}
 	}
 	return nil

@@ -25,17 +25,7 @@ const maxCertname = 253
 // starting with a letter or digit: a certname is a node name, a lease
 // owner's suffix ("agent:<certname>") and a certificate's subject.
 func checkCertname(name string) error {
-	if name == "" || len(name) > maxCertname {
-		return fmt.Errorf("%w: a certname needs 1 to %d characters, got %d", muster.ErrInvalid, maxCertname, len(name))
-	}
-	for i, c := range name {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._-", c)) {
-			return fmt.Errorf("%w: certname %q: use letters, digits, '.', '_' and '-', starting with a letter or digit",
-				muster.ErrInvalid, name)
-		}
-	}
-	return nil
+	return checkName("certname", name, maxCertname, "._-", "'.', '_' and '-'")
 }
 
 // checkSerial accepts a certificate serial in hex (at most 64 digits: an
