@@ -126,13 +126,19 @@ func (s *Subscription) Close() {
 func (h *Hub) Publish(jobs ...int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, job := range jobs {
-		for s := range h.subs[job] {
+	signalAll(h.subs, h.all, jobs)
+}
+
+// signalAll signals the subscribers of each key, and, when there is any
+// key, those of every key.
+func signalAll[K comparable](subs map[K]map[*Subscription]struct{}, every map[*Subscription]struct{}, keys []K) {
+	for _, k := range keys {
+		for s := range subs[k] {
 			s.signal()
 		}
 	}
-	if len(jobs) > 0 {
-		for s := range h.all {
+	if len(keys) > 0 {
+		for s := range every {
 			s.signal()
 		}
 	}
@@ -143,16 +149,7 @@ func (h *Hub) Publish(jobs ...int64) {
 func (h *Hub) PublishNode(names ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, name := range names {
-		for s := range h.nodes[name] {
-			s.signal()
-		}
-	}
-	if len(names) > 0 {
-		for s := range h.allNodes {
-			s.signal()
-		}
-	}
+	signalAll(h.nodes, h.allNodes, names)
 }
 
 // PublishAllNodes tells every node subscriber that its node may have
