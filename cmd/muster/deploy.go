@@ -18,6 +18,7 @@ import (
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/api"
 	"github.com/muster-run/muster/internal/deploy"
+	"github.com/muster-run/muster/internal/inventory"
 	"github.com/muster-run/muster/internal/target"
 )
 
@@ -191,7 +192,17 @@ func (a *app) deployPlanTargets(c *cobra.Command, arg string) (*deploy.Plan, map
 		return nil, nil, err
 	}
 	targets := map[string]*muster.Target{}
-	p, err := deploy.NewPlan(d, func(specs []string) ([]string, error) {
+	p, err := deploy.NewPlan(d, nodeResolver(inv, targets))
+	if err != nil {
+		return nil, nil, inputError{err}
+	}
+	return p, targets, nil
+}
+
+// nodeResolver resolves a deployment's node selectors through inv, into
+// node names, keeping each target in keep when it is not nil.
+func nodeResolver(inv *inventory.Inventory, keep map[string]*muster.Target) func(specs []string) ([]string, error) {
+	return func(specs []string) ([]string, error) {
 		ts, err := target.Resolve(inv, specs)
 		if err != nil {
 			return nil, err
@@ -199,14 +210,12 @@ func (a *app) deployPlanTargets(c *cobra.Command, arg string) (*deploy.Plan, map
 		names := make([]string, len(ts))
 		for i, t := range ts {
 			names[i] = t.Name
-			targets[t.Name] = t
+			if keep != nil {
+				keep[t.Name] = t
+			}
 		}
 		return names, nil
-	})
-	if err != nil {
-		return nil, nil, inputError{err}
 	}
-	return p, targets, nil
 }
 
 // sshProbeTimeout bounds each SSH target's reachability probe.

@@ -18,7 +18,6 @@ import (
 	"github.com/muster-run/muster/internal/deploy"
 	"github.com/muster-run/muster/internal/events"
 	"github.com/muster-run/muster/internal/project"
-	"github.com/muster-run/muster/internal/target"
 )
 
 // The server's annealer runs the hooks (on_active, on_node_change) of the
@@ -173,17 +172,7 @@ func (an *annealer) pass(ctx context.Context) error {
 	var tokens map[string]muster.Token
 	for _, name := range sortedKeys(defs) {
 		d, jobs := defs[name], byName[name]
-		p, err := deploy.NewPlan(d, func(specs []string) ([]string, error) {
-			ts, err := target.Resolve(proj.Inventory, specs)
-			if err != nil {
-				return nil, err
-			}
-			names := make([]string, len(ts))
-			for i, t := range ts {
-				names[i] = t.Name
-			}
-			return names, nil
-		})
+		p, err := deploy.NewPlan(d, nodeResolver(proj.Inventory, nil))
 		if err != nil {
 			an.once("plan "+name, "deployments: a deployment does not resolve; its hooks wait", "deployment", name, "err", err)
 			continue

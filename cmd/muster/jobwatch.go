@@ -51,8 +51,8 @@ var errStalled = errors.New("the job's remaining runs are blocked")
 // stalled reports whether a job's runs are all final or blocked, with
 // some blocked: none will start until a dependency is retried.
 func stalled(counts map[muster.RunState]int) bool {
-	for _, st := range []muster.RunState{muster.RunWaiting, muster.RunScheduled, muster.RunPending, muster.RunRunning, muster.RunRetrying} {
-		if counts[st] > 0 {
+	for st, n := range counts {
+		if n > 0 && !st.Final() && st != muster.RunBlocked {
 			return false
 		}
 	}
