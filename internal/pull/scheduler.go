@@ -215,6 +215,14 @@ func (s *Scheduler) SetLoads(now time.Time, load map[string]int) {
 	}
 }
 
+// RunFor returns the runs entry of the current configuration that matches
+// the node, or nil (see Config.RunFor).
+func (s *Scheduler) RunFor(node string, groups []string) *Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.RunFor(node, groups)
+}
+
 // DropFacts removes the facts the configuration blacklists (by dotted
 // name, at any depth: "uptime*", "memory.system.available*") from facts,
 // in place, so that always-changing facts are not stored.

@@ -202,6 +202,29 @@ func (s *Server) decide(ctx context.Context, node muster.Node, req checkin.Check
 	return resp, nil
 }
 
+// successCodes are a run's success codes when this server did not hand it
+// out (it restarted since, or another server did): the job's own, else,
+// for a run asked for without a command (muster node run), those of the
+// node's runs entry, else 0.
+func (s *Server) successCodes(run muster.Run) []int {
+	var spec muster.JobSpec
+	_ = json.Unmarshal(run.Spec, &spec)
+	codes := spec.SuccessCodes
+	if len(codes) == 0 && spec.Command == "" && spec.Task == "" {
+		var groups []string
+		if s.cfg.Groups != nil {
+			groups = s.cfg.Groups(run.Node)
+		}
+		if r := s.cfg.Scheduler.RunFor(run.Node, groups); r != nil {
+			codes = r.SuccessCodes
+		}
+	}
+	if len(codes) == 0 {
+		codes = []int{0}
+	}
+	return codes
+}
+
 // refuseUnconfigured ends a run that an operator asked of a node that
 // pull.yaml gives nothing to run: failed, saying so, rather than left
 // waiting for ever.
@@ -288,13 +311,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, certname s
 	s.mu.Lock()
 	out, known := s.out[rep.RunID]
 	s.mu.Unlock()
-	if !known {
-		var spec muster.JobSpec
-		_ = json.Unmarshal(run.Spec, &spec)
-		out.codes = spec.SuccessCodes
-		if len(out.codes) == 0 {
-			out.codes = []int{0}
-		}
+	if !known { // handed out before this server started: the run says, or the configuration
+		out.codes = s.successCodes(run)
 	}
 	now := s.now()
 	res := muster.Result{Target: certname, Action: string(muster.JobPull), Object: "pull run",
