@@ -38,6 +38,7 @@ import (
 
 	"github.com/muster-run/muster"
 	"github.com/muster-run/muster/internal/api"
+	"github.com/muster-run/muster/internal/testkit/procfs"
 )
 
 var apiLine = regexp.MustCompile(`msg="muster server started".* api=(\S+)`)
@@ -129,7 +130,7 @@ func main() {
 	fmt.Fprintf(&b, "| %d | %d | %d | **%d** | %d | **%.0fx** fewer |\n", av.runs, av.changes, av.actions, av.runs-av.actions, av.runs, ratio)
 	fmt.Fprintf(&b, "\nEvery change was acted on exactly once: **%s** (%d changes, %d actions).\n",
 		map[bool]string{true: "PASS", false: "FAIL"}[av.actions == av.changes], av.changes, av.actions)
-	fmt.Fprintf(&b, "\nMachine: %d cores, %s; the benchmark, the server and PostgreSQL share them.\n", runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(&b, "\nMachine: %d cores, %s; the benchmark, the server and PostgreSQL share them.\n", runtime.NumCPU(), procfs.CPUModel())
 	check(os.WriteFile(*out, b.Bytes(), 0o644))
 	fmt.Print(b.String())
 }
@@ -243,16 +244,6 @@ func commit() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 func check(err error) {

@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/muster-run/muster/internal/testkit/procfs"
 )
 
 func main() {
@@ -138,20 +140,6 @@ func summary(results []*result, p params) string {
 	return b.String()
 }
 
-// cpuModel returns the host's CPU model from /proc/cpuinfo.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
 func report(p params, results []*result, total time.Duration, png string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -160,7 +148,7 @@ func report(p params, results []*result, total time.Duration, png string) string
 	w("# Pull mode: the flat run curve\n\n")
 	w("`go run ./bench/pull -out bench/results` (bench/pull/run.sh), %s. It drives the real `internal/pull` scheduler in process, on a simulated clock, with %d simulated nodes over %g simulated hours, and simulates the same fleet under Puppet's runinterval and under cron.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), p.nodes, float64(p.seconds)/3600)
-	w("Host: %s, %d CPUs (GOMAXPROCS %d), %s. The whole simulation took %s of wall time.\n\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), total.Round(time.Millisecond))
+	w("Host: %s, %d CPUs (GOMAXPROCS %d), %s. The whole simulation took %s of wall time.\n\n", procfs.CPUModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), total.Round(time.Millisecond))
 
 	w("## Result\n\n")
 	ratio := math.Inf(1)

@@ -138,7 +138,7 @@ func main() {
 	}
 	fmt.Fprintf(&b, "\n- Goal: check-in p99 under 100 ms: **%s**. Goal: no database write per idle check-in: **%s**. "+
 		"The scheduler keeps the backend's rate (within 10%%): **%s**.\n", verdict, writes, keeps)
-	fmt.Fprintf(&b, "- The client (this benchmark), the server and PostgreSQL share the machine's %d cores: %s.\n", runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(&b, "- The client (this benchmark), the server and PostgreSQL share the machine's %d cores: %s.\n", runtime.NumCPU(), procfs.CPUModel())
 	check(os.WriteFile(*out, b.Bytes(), 0o644))
 	fmt.Print(b.String())
 }
@@ -366,16 +366,6 @@ func rssOf(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 // enroll makes a key and gets its certificate signed through the protocol.

@@ -87,3 +87,18 @@ func Descendants(pid int) []int {
 	}
 	return out
 }
+
+// CPUModel returns the host's CPU model from /proc/cpuinfo, for benchmark
+// reports ("unknown CPU" when it cannot tell).
+func CPUModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
